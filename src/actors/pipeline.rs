@@ -1,0 +1,97 @@
+//! Wiring: starts the actors under supervision, waits for a signal, and shuts
+//! down in order.
+//!
+//! The QueueReader runs on the system arbiter with the ResultWriter; each
+//! LookupActor and the PublisherActor get an arbiter (thread) of their own.
+//! Every actor is started through `Supervisor`, so an actor that stops on a
+//! dependency failure is restarted with the same struct (see [`super`]).
+//!
+//! Shutdown (SIGTERM or SIGINT): stop intake; wait up to
+//! `daemon.shutdown_timeout` for every task in flight to be settled (its line
+//! is then already fsynced); return whatever is left in this consumer's
+//! processing list to the queue; exit 0.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use slog::{info, warn, Logger};
+
+use super::lookup::LookupActor;
+use super::publisher::PublisherActor;
+use super::queue_reader::{AttachLookups, QueueReader};
+use super::result_writer::ResultWriter;
+use crate::config::Settings;
+use crate::messages::{Drained, Release, StopIntake};
+use crate::metrics::{Metrics, TaskOutcome};
+use crate::queue::unique_consumer_name;
+
+/// Runs the daemon until SIGTERM or SIGINT. Must be called inside an actix
+/// `System`.
+pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
+    let settings = Arc::new(settings);
+    let metrics = Arc::new(Metrics::default());
+    let consumer = if settings.redis.consumer.is_empty() {
+        unique_consumer_name()
+    } else {
+        settings.redis.consumer.clone()
+    };
+    info!(log, "starting"; "consumer" => &consumer, "version" => env!("CARGO_PKG_VERSION"),
+        "lookup_workers" => settings.lookup.workers, "max_in_flight" => settings.daemon.max_in_flight);
+
+    let queue_reader = {
+        let (s, l, m) = (settings.clone(), log.clone(), metrics.clone());
+        Supervisor::start(move |_| QueueReader::new(s, l, m, consumer))
+    };
+    let writer = {
+        let (s, l, m, q) = (settings.clone(), log.clone(), metrics.clone(), queue_reader.clone());
+        Supervisor::start(move |_| ResultWriter::new(s, l, m, q))
+    };
+    let publisher_arbiter = Arbiter::new();
+    let publisher = {
+        let (s, l, m, w, q) = (settings.clone(), log.clone(), metrics.clone(), writer.clone(), queue_reader.clone());
+        Supervisor::start_in_arbiter(&publisher_arbiter.handle(), move |_| PublisherActor::new(s, l, m, w, q))
+    };
+    let mut arbiters = vec![publisher_arbiter];
+    let mut lookups = Vec::new();
+    for worker in 0..settings.lookup.workers {
+        let arbiter = Arbiter::new();
+        let (s, l, m, q, p) = (settings.clone(), log.clone(), metrics.clone(), queue_reader.clone(), publisher.clone());
+        lookups.push(Supervisor::start_in_arbiter(&arbiter.handle(), move |_| LookupActor::new(s, l, m, q, p, worker)));
+        arbiters.push(arbiter);
+    }
+    queue_reader
+        .send(AttachLookups(lookups))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+
+    let signal = wait_for_signal().await?;
+    info!(log, "shutting down"; "signal" => signal, "timeout" => ?settings.daemon.shutdown_timeout);
+    let _ = queue_reader.send(StopIntake).await;
+    let drained = tokio::time::timeout(settings.daemon.shutdown_timeout, queue_reader.send(Drained)).await;
+    if drained.is_err() {
+        warn!(log, "shutdown timeout: tasks still in flight return to the queue";
+            "in_flight" => metrics.in_flight.load(std::sync::atomic::Ordering::Relaxed));
+    }
+    match queue_reader.send(Release).await {
+        Ok(Ok(n)) => info!(log, "left the queue"; "returned_to_queue" => n),
+        Ok(Err(e)) => warn!(log, "could not return tasks to the queue; they return when the lease expires"; "error" => e),
+        Err(e) => warn!(log, "queue reader gone at shutdown"; "error" => %e),
+    }
+    let counts: Vec<String> =
+        TaskOutcome::ALL.iter().map(|o| format!("{}={}", o.label(), metrics.outcome(*o))).collect();
+    info!(log, "stopped"; "tasks" => counts.join(" "));
+    for a in arbiters {
+        a.stop();
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,313 @@
+//! PublisherActor: publishes found tasks to the paste service.
+//!
+//! **Job.** POSTs each document (the pastebin protocol of the contract) with at
+//! most `publisher.concurrency` requests in flight, each limited to
+//! `publisher.timeout`, paced by a governor rate limiter built from
+//! `[publisher.rate_limit]`. Every answer is classified by
+//! [`crate::paste::classify_pastebin`] and acted on:
+//! published -> [`Record`] to the ResultWriter; transient -> the whole
+//! publisher pauses with full-jitter backoff (a circuit breaker); over quota ->
+//! pause for `Retry-After` or `publisher.quota_cooldown`; refused -> pause for
+//! `publisher.refused_retry`, report not ready, and the QueueReader stops
+//! intake; rejected -> the task's own failure, retried until
+//! `publisher.max_attempts`, then settled as dead.
+//!
+//! **Messages.** In: [`Publish`]. Out: [`Record`], [`Settle`] (dead only).
+//!
+//! **Failure.** After three transient failures in a row, once no request is in
+//! flight, the actor stops and its `Supervisor` restarts it with a new HTTP
+//! client (fresh connections and DNS). No task is ever dropped: every job is
+//! in `waiting`, `delayed` or `active` in the struct.
+//!
+//! **A restart resets** the HTTP client. The jobs, the rate limiter's state,
+//! the pause and the failure counts stay.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use slog::{error, info, warn, Logger};
+
+use super::queue_reader::QueueReader;
+use super::result_writer::ResultWriter;
+use super::{forward, LogLimiter};
+use crate::backoff::Backoff;
+use crate::config::{PublisherSettings, RateLimit, Settings};
+use crate::messages::{Found, Outcome, Publish, Published, Record, Settle, Settled};
+use crate::metrics::{Dependency, Metrics};
+use crate::paste::{classify_pastebin, parse_retry_after, Verdict};
+use crate::task::Document;
+
+/// Largest answer body read from the paste service.
+const MAX_BODY: usize = 64 * 1024;
+/// Transient failures in a row after which the HTTP client is rebuilt.
+const RESTART_AFTER: u32 = 3;
+
+struct Job {
+    found: Found,
+    /// Failures that were the task's own (rejected documents).
+    rejections: u32,
+}
+
+pub struct PublisherActor {
+    settings: Arc<Settings>,
+    log: Logger,
+    metrics: Arc<Metrics>,
+    writer: Addr<ResultWriter>,
+    queue_reader: Addr<QueueReader>,
+    client: Option<awc::Client>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    waiting: VecDeque<Job>,
+    /// Jobs waiting out their own retry delay after a rejection.
+    delayed: Vec<(Instant, Job)>,
+    active: HashMap<u64, Job>,
+    next_request: u64,
+    paused_until: Option<Instant>,
+    wake: Option<SpawnHandle>,
+    backoff: Backoff,
+    log_limit: LogLimiter,
+}
+
+impl PublisherActor {
+    pub fn new(
+        settings: Arc<Settings>,
+        log: Logger,
+        metrics: Arc<Metrics>,
+        writer: Addr<ResultWriter>,
+        queue_reader: Addr<QueueReader>,
+    ) -> Self {
+        let p = &settings.publisher;
+        PublisherActor {
+            log: log.new(slog::o!("actor" => "publisher")),
+            limiter: p.rate_limit.map(|rl| RateLimiter::direct(quota(rl))),
+            backoff: Backoff::new(p.backoff_base, p.backoff_max),
+            settings,
+            metrics,
+            writer,
+            queue_reader,
+            client: None,
+            waiting: VecDeque::new(),
+            delayed: Vec::new(),
+            active: HashMap::new(),
+            next_request: 0,
+            paused_until: None,
+            wake: None,
+            log_limit: LogLimiter::default(),
+        }
+    }
+
+    fn p(&self) -> &PublisherSettings {
+        &self.settings.publisher
+    }
+
+    /// Starts as many requests as concurrency, pause and rate limit allow.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        if self.client.is_none() {
+            return;
+        }
+        if let Some(until) = self.paused_until {
+            if until > now {
+                return self.wake_at(ctx, until);
+            }
+            self.paused_until = None;
+        }
+        // Rejected jobs whose delay is over join the line again.
+        let mut i = 0;
+        while i < self.delayed.len() {
+            if self.delayed[i].0 <= now {
+                let (_, job) = self.delayed.swap_remove(i);
+                self.waiting.push_back(job);
+            } else {
+                i += 1;
+            }
+        }
+        while self.active.len() < self.p().concurrency && !self.waiting.is_empty() {
+            if let Some(limiter) = &self.limiter {
+                if let Err(not_until) = limiter.check() {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    return self.wake_at(ctx, now + wait);
+                }
+            }
+            let job = self.waiting.pop_front().expect("checked non-empty");
+            self.send(ctx, job);
+        }
+        if let Some(next) = self.delayed.iter().map(|(t, _)| *t).min() {
+            self.wake_at(ctx, next);
+        }
+    }
+
+    fn wake_at(&mut self, ctx: &mut Context<Self>, at: Instant) {
+        if let Some(h) = self.wake.take() {
+            ctx.cancel_future(h);
+        }
+        let delay = at.saturating_duration_since(Instant::now());
+        self.wake = Some(ctx.run_later(delay, |act, ctx| {
+            act.wake = None;
+            act.pump(ctx);
+        }));
+    }
+
+    fn send(&mut self, ctx: &mut Context<Self>, job: Job) {
+        let client = self.client.clone().expect("pump checks the client");
+        let id = self.next_request;
+        self.next_request += 1;
+        let p = &self.settings.publisher;
+        let document = Document::new(&job.found.task, &job.found.username).to_json();
+        let mut form: Vec<(&'static str, String)> = vec![
+            ("api_dev_key", p.api_dev_key.expose().to_owned()),
+            ("api_option", "paste".to_owned()),
+            ("api_paste_code", document),
+            ("api_paste_format", "json".to_owned()),
+            ("api_paste_name", job.found.task.id.clone()),
+            ("api_paste_private", p.paste_private.to_string()),
+            ("api_paste_expire_date", p.paste_expire_date.clone()),
+        ];
+        if !p.api_user_key.is_empty() {
+            form.push(("api_user_key", p.api_user_key.expose().to_owned()));
+        }
+        let request = client.post(&p.url).timeout(p.timeout).send_form(&form);
+        self.active.insert(id, job);
+        self.metrics.publish_attempts.fetch_add(1, Ordering::Relaxed);
+        let timeout = p.timeout;
+        let attempt = async move {
+            let mut resp = match request.await {
+                Ok(r) => r,
+                Err(e) => return Verdict::Transient(format!("request failed: {e}")),
+            };
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            match resp.body().limit(MAX_BODY).await {
+                Ok(body) => classify_pastebin(status, retry_after, &body),
+                Err(e) => Verdict::Transient(format!("HTTP {status}, body unreadable: {e}")),
+            }
+        };
+        // The client's timeout covers the head; this one covers the body too.
+        let fut = async move {
+            tokio::time::timeout(timeout, attempt)
+                .await
+                .unwrap_or_else(|_| Verdict::Transient(format!("no complete answer within {timeout:?}")))
+        };
+        ctx.spawn(fut.into_actor(self).map(move |verdict, act, ctx| act.answered(ctx, id, verdict)));
+    }
+
+    fn answered(&mut self, ctx: &mut Context<Self>, id: u64, verdict: Verdict) {
+        let Some(mut job) = self.active.remove(&id) else { return };
+        let task_id = job.found.task.id.clone();
+        match verdict {
+            Verdict::Published(url) => {
+                if self.backoff.failures() > 0 || !self.metrics.problems().get(&Dependency::PasteService).is_none() {
+                    info!(self.log, "paste service answers again");
+                }
+                self.backoff.reset();
+                self.log_limit.reset();
+                self.metrics.up(Dependency::PasteService);
+                forward(&self.writer, Record(vec![Published { found: job.found, url }]));
+            }
+            Verdict::Transient(reason) => {
+                self.waiting.push_front(job);
+                let delay = self.backoff.next_delay();
+                self.pause(delay);
+                self.metrics.retry(Dependency::PasteService, "transient");
+                self.metrics.down(Dependency::PasteService, reason.clone());
+                if let Some(suppressed) = self.log_limit.allow(Duration::from_secs(10)) {
+                    warn!(self.log, "paste service failed; publishing paused"; "task_id" => task_id,
+                        "reason" => reason, "retry_in" => ?delay, "similar_errors_suppressed" => suppressed);
+                }
+                if self.backoff.failures() >= RESTART_AFTER && self.active.is_empty() {
+                    info!(self.log, "rebuilding the HTTP client after repeated failures");
+                    ctx.stop();
+                    return;
+                }
+            }
+            Verdict::OverQuota { retry_after, reason } => {
+                self.waiting.push_front(job);
+                let delay = retry_after.unwrap_or(self.p().quota_cooldown);
+                self.pause(delay);
+                self.metrics.retry(Dependency::PasteService, "quota");
+                self.metrics.down(Dependency::PasteService, format!("over quota: {reason}"));
+                warn!(self.log, "paste service quota reached; publishing paused"; "task_id" => task_id,
+                    "reason" => reason, "resume_in" => ?delay);
+            }
+            Verdict::Refused(reason) => {
+                self.waiting.push_front(job);
+                let delay = self.p().refused_retry;
+                self.pause(delay);
+                self.metrics.retry(Dependency::PasteService, "refused");
+                self.metrics.refused(format!("refused: {reason}"));
+                error!(self.log, "paste service refuses us: check publisher.api_dev_key / api_user_key; \
+                    intake stopped, every task is kept"; "reason" => reason, "retry_in" => ?delay);
+            }
+            Verdict::Rejected(reason) => {
+                job.rejections += 1;
+                self.metrics.retry(Dependency::PasteService, "rejected");
+                if job.rejections >= self.p().max_attempts {
+                    warn!(self.log, "paste service rejected the document; dead-lettered"; "task_id" => task_id,
+                        "reason" => &reason, "attempts" => job.rejections);
+                    let error = format!("paste service rejected the document {} times: {reason}", job.rejections);
+                    forward(&self.queue_reader, Settle(vec![Settled { delivery: job.found.delivery, outcome: Outcome::Dead { error } }]));
+                } else {
+                    let mut b = Backoff::new(self.p().backoff_base, self.p().backoff_max);
+                    let mut delay = Duration::ZERO;
+                    for _ in 0..job.rejections {
+                        delay = b.next_delay();
+                    }
+                    warn!(self.log, "paste service rejected the document; will retry"; "task_id" => task_id,
+                        "reason" => reason, "attempt" => job.rejections, "retry_in" => ?delay);
+                    self.delayed.push((Instant::now() + delay, job));
+                }
+            }
+        }
+        self.pump(ctx);
+    }
+
+    fn pause(&mut self, delay: Duration) {
+        let until = Instant::now() + delay;
+        self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
+    }
+}
+
+/// The governor quota for a configured limit: one request per interval, with
+/// at most `burst` at once.
+pub fn quota(rl: RateLimit) -> Quota {
+    Quota::with_period(rl.interval()).expect("validated non-zero").allow_burst(rl.burst)
+}
+
+impl Actor for PublisherActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // awc clients are !Send: build it here, on this actor's arbiter.
+        let connector = awc::Connector::new().limit(self.p().concurrency).timeout(self.p().timeout);
+        self.client = Some(awc::Client::builder().connector(connector).timeout(self.p().timeout).finish());
+        self.pump(ctx);
+    }
+}
+
+impl Supervised for PublisherActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.client = None;
+        self.wake = None;
+        // Only stopped with nothing in flight, but never lose a job regardless.
+        for (_, job) in self.active.drain() {
+            self.waiting.push_front(job);
+        }
+    }
+}
+
+impl Handler<Publish> for PublisherActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
+        self.waiting.extend(msg.0.into_iter().map(|found| Job { found, rejections: 0 }));
+        self.pump(ctx);
+    }
+}

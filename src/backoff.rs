@@ -1,0 +1,71 @@
+//! Capped exponential backoff with full jitter.
+//!
+//! The delay before retry `n` (counting from 0) is drawn uniformly from
+//! `[0, min(max, base * 2^n)]`: "full jitter", so that many clients that failed
+//! together do not retry together. Each actor keeps one [`Backoff`] per
+//! dependency and resets it on the first success.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Backoff { base, max, failures: 0 }
+    }
+
+    /// Records one more failure and returns how long to wait before the next try.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = ceiling(self.base, self.max, self.failures);
+        self.failures = self.failures.saturating_add(1);
+        rand::rng().random_range(Duration::ZERO..=ceiling)
+    }
+
+    /// Failures since the last success.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// The upper bound of the jittered delay after `failures` failures.
+pub fn ceiling(base: Duration, max: Duration, failures: u32) -> Duration {
+    let factor = 1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX);
+    base.checked_mul(factor).map_or(max, |d| d.min(max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceiling_doubles_then_caps() {
+        let ms = Duration::from_millis;
+        let table = [(0, ms(100)), (1, ms(200)), (2, ms(400)), (5, ms(3200)), (6, ms(5000)), (40, ms(5000))];
+        for (failures, want) in table {
+            assert_eq!(ceiling(ms(100), ms(5000), failures), want, "after {failures} failures");
+        }
+    }
+
+    #[test]
+    fn delays_stay_under_the_ceiling_and_reset() {
+        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(80));
+        for n in 0..20 {
+            let d = b.next_delay();
+            assert!(d <= ceiling(Duration::from_millis(10), Duration::from_millis(80), n), "{d:?}");
+        }
+        assert_eq!(b.failures(), 20);
+        b.reset();
+        assert_eq!(b.failures(), 0);
+    }
+}

@@ -1,0 +1,66 @@
+//! `check`: validates the configuration and reaches Redis and ClickHouse,
+//! publishing nothing. Prints a report; fails when a dependency is unreachable.
+
+use crate::cli::CommandError;
+use crate::config::{redact_url, QueueMode, Settings};
+use crate::db::Db;
+
+pub async fn check(s: &Settings) -> Result<(), CommandError> {
+    println!("configuration: ok");
+    println!("  redis       {} queue {:?} ({:?} mode)", redact_url(s.redis.url.expose()), s.redis.queue, s.redis.mode);
+    println!("  clickhouse  {} table {}.{}", s.clickhouse.url, s.clickhouse.database, s.clickhouse.table);
+    println!(
+        "  publisher   {:?} at {} (api_dev_key {}), rate limit {}",
+        s.publisher.kind,
+        s.publisher.url,
+        if s.publisher.api_dev_key.is_empty() { "empty" } else { "set" },
+        match s.publisher.rate_limit {
+            Some(rl) => format!("{} per {:?}, burst {}", rl.requests, rl.per, rl.burst),
+            None => "none".into(),
+        }
+    );
+    println!("  output      {}", s.output.path.display());
+    let mut failures = Vec::new();
+
+    match redis_report(s).await {
+        Ok(line) => println!("redis: ok, {line}"),
+        Err(e) => {
+            println!("redis: FAILED, {e}");
+            failures.push("redis");
+        }
+    }
+    match clickhouse_report(s).await {
+        Ok(line) => println!("clickhouse: ok, {line}"),
+        Err(e) => {
+            println!("clickhouse: FAILED, {e}");
+            failures.push("clickhouse");
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(CommandError::Failed(format!("unreachable: {}", failures.join(", "))))
+    }
+}
+
+async fn redis_report(s: &Settings) -> Result<String, CommandError> {
+    let client = redis::Client::open(s.redis.url.expose())?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(s.redis.response_timeout))
+        .set_response_timeout(Some(s.redis.response_timeout));
+    let mut c = client.get_multiplexed_async_connection_with_config(&config).await?;
+    let queued: u64 = match s.redis.mode {
+        QueueMode::List => redis::cmd("LLEN").arg(&s.redis.queue).query_async(&mut c).await?,
+        QueueMode::Stream => redis::cmd("XLEN").arg(&s.redis.queue).query_async(&mut c).await?,
+    };
+    let dead: u64 = redis::cmd("LLEN").arg(format!("{}:dead", s.redis.queue)).query_async(&mut c).await?;
+    let consumers: u64 = redis::cmd("SCARD").arg(format!("{}:consumers", s.redis.queue)).query_async(&mut c).await?;
+    Ok(format!("{queued} queued, {dead} dead letters, {consumers} consumers registered"))
+}
+
+async fn clickhouse_report(s: &Settings) -> Result<String, CommandError> {
+    let db = Db::connect(&s.clickhouse).await?;
+    let column = db.ipv4_column().await?;
+    let rows = db.count().await?;
+    Ok(format!("version {}, {} has {rows} rows (ipv4 as {column:?})", db.version, db.table_ref()))
+}

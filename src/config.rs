@@ -1,0 +1,827 @@
+//! Configuration: the TOML file, environment overrides, and validation.
+//!
+//! Three steps, each with its own error: the file is parsed (a syntax error
+//! shows line and column), `DEVICE_LOOKUP__<SECTION>__<KEY>` variables are
+//! merged over it, and the raw structs (`deny_unknown_fields`, so a misspelt
+//! key is an error) are validated into [`Settings`], the typed values the
+//! program uses. Every validation error names the key and what is wrong.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment overrides; sections and keys are separated by `__`.
+pub const ENV_PREFIX: &str = "DEVICE_LOOKUP__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("environment variable {var}: {problem}")]
+    Env { var: String, problem: String },
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_owned(), problem: problem.into() }
+}
+
+/// A string that never shows in logs or debug output.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw structs: exactly what the file may contain.
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    redis: RawRedis,
+    clickhouse: RawClickhouse,
+    lookup: RawLookup,
+    publisher: RawPublisher,
+    output: RawOutput,
+    http: RawHttp,
+    log: RawLog,
+    daemon: RawDaemon,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRedis {
+    url: String,
+    queue: String,
+    mode: String,
+    group: String,
+    consumer: String,
+    lease: String,
+    fetch_batch: u64,
+    block: String,
+    response_timeout: String,
+    dedup_ttl: String,
+}
+
+impl Default for RawRedis {
+    fn default() -> Self {
+        RawRedis {
+            url: "redis://127.0.0.1:6379/0".into(),
+            queue: "device-lookup:tasks".into(),
+            mode: "list".into(),
+            group: "device-lookup".into(),
+            consumer: String::new(),
+            lease: "15s".into(),
+            fetch_batch: 256,
+            block: "1s".into(),
+            response_timeout: "5s".into(),
+            dedup_ttl: "24h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawClickhouse {
+    url: String,
+    database: String,
+    table: String,
+    user: String,
+    password: String,
+    timeout: String,
+}
+
+impl Default for RawClickhouse {
+    fn default() -> Self {
+        RawClickhouse {
+            url: "http://127.0.0.1:8123".into(),
+            database: "devices".into(),
+            table: "users".into(),
+            user: "default".into(),
+            password: String::new(),
+            timeout: "10s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLookup {
+    workers: u64,
+    batch_size: u64,
+    batch_wait: String,
+}
+
+impl Default for RawLookup {
+    fn default() -> Self {
+        RawLookup { workers: 2, batch_size: 1000, batch_wait: "5ms".into() }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPublisher {
+    kind: String,
+    url: String,
+    api_dev_key: String,
+    api_user_key: String,
+    paste_private: u64,
+    paste_expire_date: String,
+    field: String,
+    url_pointer: String,
+    max_attempts: u64,
+    concurrency: u64,
+    timeout: String,
+    backoff_base: String,
+    backoff_max: String,
+    quota_cooldown: String,
+    refused_retry: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<RawRateLimit>,
+}
+
+impl Default for RawPublisher {
+    fn default() -> Self {
+        RawPublisher {
+            kind: "pastebin".into(),
+            url: "https://pastebin.com/api/api_post.php".into(),
+            api_dev_key: String::new(),
+            api_user_key: String::new(),
+            paste_private: 1,
+            paste_expire_date: "1M".into(),
+            field: "file".into(),
+            url_pointer: String::new(),
+            max_attempts: 8,
+            concurrency: 16,
+            timeout: "10s".into(),
+            backoff_base: "200ms".into(),
+            backoff_max: "60s".into(),
+            quota_cooldown: "15m".into(),
+            refused_retry: "5m".into(),
+            rate_limit: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    requests: u64,
+    per: String,
+    #[serde(default = "one")]
+    burst: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOutput {
+    path: String,
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        RawOutput { path: "results.jsonl".into() }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHttp {
+    listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp { listen: "127.0.0.1:9187".into() }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: String,
+    format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { level: "info".into(), format: "auto".into() }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDaemon {
+    max_in_flight: u64,
+    shutdown_timeout: String,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        RawDaemon { max_in_flight: 4096, shutdown_timeout: "30s".into() }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Validated settings: what the program uses.
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub redis: RedisSettings,
+    pub clickhouse: ClickhouseSettings,
+    pub lookup: LookupSettings,
+    pub publisher: PublisherSettings,
+    pub output: OutputSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub daemon: DaemonSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueMode {
+    List,
+    Stream,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// May carry a password: log it only through [`redact_url`].
+    pub url: Secret,
+    pub queue: String,
+    pub mode: QueueMode,
+    pub group: String,
+    /// Empty means "derive a unique name for this process".
+    pub consumer: String,
+    pub lease: Duration,
+    pub fetch_batch: usize,
+    pub block: Duration,
+    pub response_timeout: Duration,
+    pub dedup_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClickhouseSettings {
+    pub url: String,
+    pub database: String,
+    pub table: String,
+    pub user: String,
+    pub password: Secret,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LookupSettings {
+    pub workers: usize,
+    pub batch_size: usize,
+    pub batch_wait: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublisherKind {
+    Pastebin,
+    Upload,
+    Webhook,
+}
+
+#[derive(Debug, Clone)]
+pub struct PublisherSettings {
+    pub kind: PublisherKind,
+    pub url: String,
+    pub api_dev_key: Secret,
+    pub api_user_key: Secret,
+    pub paste_private: u8,
+    pub paste_expire_date: String,
+    pub field: String,
+    pub url_pointer: String,
+    pub max_attempts: u32,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub quota_cooldown: Duration,
+    pub refused_retry: Duration,
+    pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: NonZeroU32,
+    pub per: Duration,
+    pub burst: NonZeroU32,
+}
+
+impl RateLimit {
+    /// The steady interval between two requests.
+    pub fn interval(&self) -> Duration {
+        self.per / self.requests.get()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputSettings {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: slog::Level,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    pub max_in_flight: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// The longest `IN` list one lookup query may carry, so that a query stays far
+/// below ClickHouse 18.16's 256 KiB limit (about 30 bytes per device).
+pub const MAX_LOOKUP_BATCH: usize = 5000;
+
+impl Settings {
+    /// Reads `path`, applies the environment overrides from `env`, validates.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Settings::from_toml(&text, path, env)
+    }
+
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let syntax = |e: toml::de::Error| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() };
+        // Parse into the raw structs once for error messages that point into the file.
+        let _: RawConfig = toml::from_str(text).map_err(syntax)?;
+        let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        let overrides: Vec<_> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        if overrides.is_empty() {
+            return toml::from_str::<RawConfig>(text).map_err(syntax)?.validate();
+        }
+        let defaults = toml::Table::try_from(RawConfig::default()).expect("defaults serialise");
+        for (var, value) in overrides {
+            apply_override(&mut table, &defaults, &var, &value)?;
+        }
+        let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Env {
+            var: format!("{ENV_PREFIX}*"),
+            problem: e.to_string().trim().to_owned(),
+        })?;
+        raw.validate()
+    }
+}
+
+/// Merges one `DEVICE_LOOKUP__SECTION__KEY=value` into the table. The value's
+/// type follows the default of that key, so `API_DEV_KEY=123` stays a string.
+fn apply_override(table: &mut toml::Table, defaults: &toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let err = |problem: String| ConfigError::Env { var: var.to_owned(), problem };
+    let path: Vec<String> = var[ENV_PREFIX.len()..].split("__").map(str::to_ascii_lowercase).collect();
+    if path.len() < 2 || path.iter().any(String::is_empty) {
+        return Err(err("expected DEVICE_LOOKUP__<SECTION>__<KEY>".into()));
+    }
+    let mut default: Option<&toml::Value> = defaults.get(&path[0]);
+    for p in &path[1..] {
+        default = default.and_then(|d| d.get(p));
+    }
+    let typed = match default {
+        Some(toml::Value::String(_)) => toml::Value::String(value.to_owned()),
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            value.trim().parse().map_err(|_| err(format!("expected an integer, got {value:?}")))?,
+        ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+            value.trim().parse().map_err(|_| err(format!("expected true or false, got {value:?}")))?,
+        ),
+        // Optional keys without a default (rate_limit.*): numbers stay numbers.
+        _ => match value.trim().parse::<i64>() {
+            Ok(n) => toml::Value::Integer(n),
+            Err(_) => toml::Value::String(value.to_owned()),
+        },
+    };
+    let mut node = table;
+    for p in &path[..path.len() - 1] {
+        let entry = node.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry
+            .as_table_mut()
+            .ok_or_else(|| err(format!("`{p}` is not a section")))?;
+    }
+    node.insert(path[path.len() - 1].clone(), typed);
+    Ok(())
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Settings, ConfigError> {
+        let r = self.redis;
+        let mode = match r.mode.as_str() {
+            "list" => QueueMode::List,
+            "stream" => QueueMode::Stream,
+            other => return Err(invalid("redis.mode", format!("expected \"list\" or \"stream\", got {other:?}"))),
+        };
+        if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://") || r.url.starts_with("unix://")) {
+            return Err(invalid("redis.url", "expected a redis://, rediss:// or unix:// URL"));
+        }
+        redis::Client::open(r.url.as_str()).map_err(|e| invalid("redis.url", e.to_string()))?;
+        non_empty("redis.queue", &r.queue)?;
+        non_empty("redis.group", &r.group)?;
+        let redis = RedisSettings {
+            url: Secret::new(r.url),
+            queue: r.queue,
+            mode,
+            group: r.group,
+            consumer: r.consumer,
+            lease: duration_at_least("redis.lease", &r.lease, Duration::from_secs(1))?,
+            fetch_batch: range("redis.fetch_batch", r.fetch_batch, 1, 10_000)?,
+            block: duration_at_least("redis.block", &r.block, Duration::from_millis(10))?,
+            response_timeout: duration_at_least("redis.response_timeout", &r.response_timeout, Duration::from_millis(10))?,
+            dedup_ttl: duration_at_least("redis.dedup_ttl", &r.dedup_ttl, Duration::from_secs(1))?,
+        };
+
+        let c = self.clickhouse;
+        http_url("clickhouse.url", &c.url)?;
+        identifier("clickhouse.database", &c.database)?;
+        identifier("clickhouse.table", &c.table)?;
+        let clickhouse = ClickhouseSettings {
+            url: c.url.trim_end_matches('/').to_owned(),
+            database: c.database,
+            table: c.table,
+            user: c.user,
+            password: Secret::new(c.password),
+            timeout: duration_at_least("clickhouse.timeout", &c.timeout, Duration::from_millis(10))?,
+        };
+
+        let l = self.lookup;
+        let lookup = LookupSettings {
+            workers: range("lookup.workers", l.workers, 1, 64)?,
+            batch_size: range("lookup.batch_size", l.batch_size, 1, MAX_LOOKUP_BATCH as u64)?,
+            batch_wait: parse_duration(&l.batch_wait).map_err(|p| invalid("lookup.batch_wait", p))?,
+        };
+
+        let p = self.publisher;
+        let kind = match p.kind.as_str() {
+            "pastebin" => PublisherKind::Pastebin,
+            "upload" => PublisherKind::Upload,
+            "webhook" => PublisherKind::Webhook,
+            other => {
+                return Err(invalid(
+                    "publisher.kind",
+                    format!("expected \"pastebin\", \"upload\" or \"webhook\", got {other:?}"),
+                ))
+            }
+        };
+        http_url("publisher.url", &p.url)?;
+        if p.paste_private > 2 {
+            return Err(invalid("publisher.paste_private", "expected 0 (public), 1 (unlisted) or 2 (private)"));
+        }
+        if !["N", "10M", "1H", "1D", "1W", "2W", "1M", "6M", "1Y"].contains(&p.paste_expire_date.as_str()) {
+            return Err(invalid(
+                "publisher.paste_expire_date",
+                "expected one of N, 10M, 1H, 1D, 1W, 2W, 1M, 6M, 1Y",
+            ));
+        }
+        if !p.url_pointer.is_empty() && !p.url_pointer.starts_with('/') {
+            return Err(invalid("publisher.url_pointer", "a JSON Pointer starts with '/', such as \"/url\""));
+        }
+        non_empty("publisher.field", &p.field)?;
+        let rate_limit = match p.rate_limit {
+            None => None,
+            Some(rl) => {
+                let requests = range("publisher.rate_limit.requests", rl.requests, 1, u32::MAX as u64)?;
+                let per = duration_at_least("publisher.rate_limit.per", &rl.per, Duration::from_millis(1))?;
+                let burst = range("publisher.rate_limit.burst", rl.burst, 1, u32::MAX as u64)?;
+                let requests = NonZeroU32::new(requests as u32).expect("checked");
+                if (per / requests.get()).is_zero() {
+                    return Err(invalid("publisher.rate_limit", "more than one request per nanosecond"));
+                }
+                Some(RateLimit { requests, per, burst: NonZeroU32::new(burst as u32).expect("checked") })
+            }
+        };
+        let backoff_base = duration_at_least("publisher.backoff_base", &p.backoff_base, Duration::from_millis(1))?;
+        let backoff_max = duration_at_least("publisher.backoff_max", &p.backoff_max, Duration::from_millis(1))?;
+        if backoff_max < backoff_base {
+            return Err(invalid("publisher.backoff_max", "must not be less than publisher.backoff_base"));
+        }
+        let publisher = PublisherSettings {
+            kind,
+            url: p.url,
+            api_dev_key: Secret::new(p.api_dev_key),
+            api_user_key: Secret::new(p.api_user_key),
+            paste_private: p.paste_private as u8,
+            paste_expire_date: p.paste_expire_date,
+            field: p.field,
+            url_pointer: p.url_pointer,
+            max_attempts: range("publisher.max_attempts", p.max_attempts, 1, 1000)? as u32,
+            concurrency: range("publisher.concurrency", p.concurrency, 1, 1024)?,
+            timeout: duration_at_least("publisher.timeout", &p.timeout, Duration::from_millis(10))?,
+            backoff_base,
+            backoff_max,
+            quota_cooldown: duration_at_least("publisher.quota_cooldown", &p.quota_cooldown, Duration::from_millis(1))?,
+            refused_retry: duration_at_least("publisher.refused_retry", &p.refused_retry, Duration::from_millis(1))?,
+            rate_limit,
+        };
+
+        non_empty("output.path", &self.output.path)?;
+        let output = OutputSettings { path: PathBuf::from(self.output.path) };
+
+        let listen = self
+            .http
+            .listen
+            .parse()
+            .map_err(|_| invalid("http.listen", format!("expected host:port such as 127.0.0.1:9187, got {:?}", self.http.listen)))?;
+
+        let level = match self.log.level.as_str() {
+            "trace" => slog::Level::Trace,
+            "debug" => slog::Level::Debug,
+            "info" => slog::Level::Info,
+            "warn" | "warning" => slog::Level::Warning,
+            "error" => slog::Level::Error,
+            other => return Err(invalid("log.level", format!("expected trace, debug, info, warn or error, got {other:?}"))),
+        };
+        let format = match self.log.format.as_str() {
+            "auto" => LogFormat::Auto,
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => return Err(invalid("log.format", format!("expected auto, json or text, got {other:?}"))),
+        };
+
+        let daemon = DaemonSettings {
+            max_in_flight: range("daemon.max_in_flight", self.daemon.max_in_flight, 1, 1_000_000)?,
+            shutdown_timeout: parse_duration(&self.daemon.shutdown_timeout)
+                .map_err(|p| invalid("daemon.shutdown_timeout", p))?,
+        };
+
+        Ok(Settings {
+            redis,
+            clickhouse,
+            lookup,
+            publisher,
+            output,
+            http: HttpSettings { listen },
+            log: LogSettings { level, format },
+            daemon,
+        })
+    }
+}
+
+fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        Err(invalid(key, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+fn range(key: &str, value: u64, min: u64, max: u64) -> Result<usize, ConfigError> {
+    if value < min || value > max {
+        Err(invalid(key, format!("must be between {min} and {max}, got {value}")))
+    } else {
+        Ok(value as usize)
+    }
+}
+
+fn http_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+        .ok_or_else(|| invalid(key, format!("expected an http:// or https:// URL, got {value:?}")))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(invalid(key, format!("the URL {value:?} has no host")));
+    }
+    Ok(())
+}
+
+/// Database and table names are put into SQL text, so only plain identifiers pass.
+fn identifier(key: &str, value: &str) -> Result<(), ConfigError> {
+    let mut chars = value.chars();
+    let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && value.len() <= 64;
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("expected a plain identifier ([A-Za-z_][A-Za-z0-9_]*), got {value:?}")))
+    }
+}
+
+fn duration_at_least(key: &str, value: &str, min: Duration) -> Result<Duration, ConfigError> {
+    let d = parse_duration(value).map_err(|p| invalid(key, p))?;
+    if d < min {
+        return Err(invalid(key, format!("must be at least {min:?}, got {value:?}")));
+    }
+    Ok(d)
+}
+
+/// Parses `"500ms"`, `"1s"`, `"1m"`, `"24h"`, `"7d"`; also sums like `"1h30m"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("expected a duration such as \"500ms\", \"1s\", \"1m\" or \"24h\", got {text:?}");
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total = unit
+            .checked_mul(u32::try_from(n).map_err(|_| bad())?)
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(bad)?;
+    }
+    Ok(total)
+}
+
+/// A URL with its password replaced by `***`, for logs and reports.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_owned() };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        None => url.to_owned(),
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') { format!("{user}:***") } else { "***".to_owned() };
+            format!("{}{}{}", &url[..scheme_end + 3], masked, &rest[at..])
+        }
+    }
+}
+
+/// Environment variables that look like overrides, sorted, for the check report.
+pub fn env_overrides() -> BTreeMap<String, String> {
+    std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_toml(text, Path::new("test.toml"), env.iter().map(|(a, b)| (a.to_string(), b.to_string())))
+    }
+
+    fn problem(text: &str, env: &[(&str, &str)]) -> String {
+        load(text, env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+        let s = load(&text, &[]).unwrap();
+        assert_eq!(s.redis.mode, QueueMode::List);
+        assert_eq!(s.publisher.kind, PublisherKind::Pastebin);
+        assert_eq!(s.publisher.max_attempts, 8);
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let s = load("", &[]).unwrap();
+        assert_eq!(s.redis.queue, "device-lookup:tasks");
+        assert_eq!(s.clickhouse.database, "devices");
+        assert!(s.publisher.rate_limit.is_none());
+        assert_eq!(s.daemon.shutdown_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        for bad in ["", "1", "s", "1x", "-1s", "1.5s", "1 s", "99999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn rejects_name_the_key() {
+        let cases: &[(&str, &str)] = &[
+            ("[redis]\nmode = \"queue\"", "redis.mode"),
+            ("[redis]\nurl = \"http://x\"", "redis.url"),
+            ("[redis]\nqueue = \"\"", "redis.queue"),
+            ("[clickhouse]\ntable = \"users; DROP\"", "clickhouse.table"),
+            ("[clickhouse]\nurl = \"ftp://x\"", "clickhouse.url"),
+            ("[publisher]\nkind = \"ftp\"", "publisher.kind"),
+            ("[publisher]\nmax_attempts = 0", "publisher.max_attempts"),
+            ("[publisher]\npaste_private = 3", "publisher.paste_private"),
+            ("[publisher]\npaste_expire_date = \"2D\"", "publisher.paste_expire_date"),
+            ("[publisher.rate_limit]\nrequests = 0\nper = \"1s\"", "publisher.rate_limit.requests"),
+            ("[publisher.rate_limit]\nrequests = 5\nper = \"soon\"", "publisher.rate_limit.per"),
+            ("[lookup]\nbatch_size = 100000", "lookup.batch_size"),
+            ("[http]\nlisten = \"nowhere\"", "http.listen"),
+            ("[log]\nlevel = \"loud\"", "log.level"),
+            ("[daemon]\nshutdown_timeout = \"30\"", "daemon.shutdown_timeout"),
+        ];
+        for (text, key) in cases {
+            let msg = problem(text, &[]);
+            assert!(msg.starts_with(key), "{text:?} gave {msg:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors() {
+        let msg = problem("[redis]\nqueeu = \"x\"", &[]);
+        assert!(msg.contains("unknown field") && msg.contains("queeu"), "{msg}");
+        let msg = problem("[nosuch]\na = 1", &[]);
+        assert!(msg.contains("nosuch"), "{msg}");
+        let msg = problem("[redis]\nurl = ", &[]);
+        assert!(msg.contains("line 2"), "{msg}");
+        let msg = problem("[redis]\nfetch_batch = \"many\"", &[]);
+        assert!(msg.contains("fetch_batch") || msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn env_overrides_apply_with_the_default_type() {
+        let s = load(
+            "[publisher]\napi_dev_key = \"file\"",
+            &[
+                ("DEVICE_LOOKUP__PUBLISHER__API_DEV_KEY", "12345"),
+                ("DEVICE_LOOKUP__REDIS__FETCH_BATCH", "17"),
+                ("DEVICE_LOOKUP__PUBLISHER__RATE_LIMIT__REQUESTS", "20"),
+                ("DEVICE_LOOKUP__PUBLISHER__RATE_LIMIT__PER", "24h"),
+                ("OTHER", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.publisher.api_dev_key.expose(), "12345");
+        assert_eq!(s.redis.fetch_batch, 17);
+        let rl = s.publisher.rate_limit.unwrap();
+        assert_eq!((rl.requests.get(), rl.per, rl.burst.get()), (20, Duration::from_secs(86_400), 1));
+    }
+
+    #[test]
+    fn env_override_errors() {
+        let msg = problem("", &[("DEVICE_LOOKUP__REDIS__FETCH_BATCH", "lots")]);
+        assert!(msg.contains("DEVICE_LOOKUP__REDIS__FETCH_BATCH"), "{msg}");
+        let msg = problem("", &[("DEVICE_LOOKUP__REDIS__NOPE", "1")]);
+        assert!(msg.contains("nope"), "{msg}");
+        let msg = problem("", &[("DEVICE_LOOKUP__REDIS", "1")]);
+        assert!(msg.contains("DEVICE_LOOKUP__REDIS"), "{msg}");
+        let msg = problem("", &[("DEVICE_LOOKUP__LOOKUP__BATCH_SIZE", "0")]);
+        assert!(msg.starts_with("lookup.batch_size"), "{msg}");
+    }
+
+    #[test]
+    fn secrets_do_not_show() {
+        let s = load("[publisher]\napi_dev_key = \"topsecret\"\n[clickhouse]\npassword = \"pw\"", &[]).unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("topsecret") && !debug.contains("\"pw\""), "{debug}");
+        assert_eq!(redact_url("redis://user:pw@host:6379/0"), "redis://user:***@host:6379/0");
+        assert_eq!(redact_url("redis://:pw@host/0"), "redis://:***@host/0");
+        assert_eq!(redact_url("redis://host:6379/0"), "redis://host:6379/0");
+    }
+}

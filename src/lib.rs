@@ -1,0 +1,26 @@
+//! device-lookup: finds the account bound to a network device and publishes it.
+//!
+//! Tasks `{id, ipv4, mac}` arrive on a Redis queue; the account comes from a
+//! ClickHouse table; the result is published to a paste service and its URL
+//! appended to a results file. See `README.md` for the picture and
+//! `../shared/CONTRACT.md` for the external contract.
+//!
+//! The data path, top to bottom: [`actors::queue_reader`] -> [`actors::lookup`]
+//! -> [`actors::publisher`] -> [`actors::result_writer`] -> back to the
+//! QueueReader to acknowledge.
+
+pub mod actors;
+pub mod backoff;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod gen;
+pub mod logging;
+pub mod messages;
+pub mod metrics;
+pub mod paste;
+pub mod paste_server;
+pub mod queue;
+pub mod results;
+pub mod task;

@@ -1,0 +1,70 @@
+//! A task as it came off the queue, and how to acknowledge it.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+/// How a task is acknowledged in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Receipt {
+    /// List mode: the payload itself, removed from the processing list by value.
+    List(Bytes),
+    /// Stream mode: the entry id, acknowledged with XACK.
+    Stream(String),
+}
+
+/// One task in flight: its receipt, the payload as received, and when it was
+/// taken (for latency).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub receipt: Receipt,
+    /// The raw JSON (list mode) or the entry's fields (stream mode).
+    pub payload: Payload,
+    pub taken_at: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Json(Bytes),
+    Fields(Vec<(Bytes, Bytes)>),
+}
+
+impl Delivery {
+    pub fn from_list(payload: Bytes) -> Delivery {
+        Delivery { receipt: Receipt::List(payload.clone()), payload: Payload::Json(payload), taken_at: Instant::now() }
+    }
+
+    /// Parses the payload into a task.
+    pub fn parse(&self) -> Result<crate::task::Task, crate::task::TaskError> {
+        match &self.payload {
+            Payload::Json(b) => crate::task::parse_json(b),
+            Payload::Fields(f) => crate::task::parse_fields(f.iter().map(|(k, v)| (&k[..], &v[..]))),
+        }
+    }
+
+    /// The payload as a JSON value for a dead-letter entry: the text when it is
+    /// UTF-8, else the text with invalid bytes replaced (and flagged).
+    pub fn payload_json(&self) -> (serde_json::Value, bool) {
+        match &self.payload {
+            Payload::Json(b) => match std::str::from_utf8(b) {
+                Ok(s) => (serde_json::Value::String(s.to_owned()), false),
+                Err(_) => (serde_json::Value::String(String::from_utf8_lossy(b).into_owned()), true),
+            },
+            Payload::Fields(f) => {
+                let mut lossy = false;
+                let map = f
+                    .iter()
+                    .map(|(k, v)| {
+                        lossy |= std::str::from_utf8(k).is_err() || std::str::from_utf8(v).is_err();
+                        (
+                            String::from_utf8_lossy(k).into_owned(),
+                            serde_json::Value::String(String::from_utf8_lossy(v).into_owned()),
+                        )
+                    })
+                    .collect();
+                (serde_json::Value::Object(map), lossy)
+            }
+        }
+    }
+}
+

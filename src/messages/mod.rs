@@ -1,0 +1,25 @@
+//! The typed messages the actors exchange, one file per hop of the data path:
+//!
+//! ```text
+//! QueueReader --Lookup--> LookupActor --Publish--> PublisherActor --Record--> ResultWriter
+//!      ^                      |                          |                        |
+//!      +------Settle----------+--------------------------+------------------------+
+//! ```
+//!
+//! A task travels as a [`Delivery`] (how to acknowledge it, and the payload as
+//! received) until its outcome is final; [`Settle`] hands it back to the
+//! QueueReader, which removes it from Redis.
+
+mod control;
+mod delivery;
+mod lookup;
+mod publish;
+mod record;
+mod settle;
+
+pub use control::{Drained, Release, StopIntake};
+pub use delivery::{Delivery, Payload, Receipt};
+pub use lookup::Lookup;
+pub use publish::{Found, Publish};
+pub use record::{Published, Record};
+pub use settle::{Outcome, Settle, Settled};

@@ -1,0 +1,170 @@
+//! What a paste service's answer means: one pure function per protocol.
+//!
+//! The publisher acts on [`Verdict`] alone. The variants say what to do, not
+//! what happened: publish the URL, retry later, pause for a quota, stop because
+//! we are refused, or count a failure against the task itself.
+
+use std::time::{Duration, SystemTime};
+
+/// What to do after one attempt to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The paste exists at this URL.
+    Published(String),
+    /// The service is unwell (5xx, 408, timeout, garbage): retry with backoff.
+    Transient(String),
+    /// Over quota: pause publishing, for `Retry-After` when the service gave one.
+    OverQuota { retry_after: Option<Duration>, reason: String },
+    /// The service refuses us (bad key, blocked IP): stop intake, keep every task.
+    Refused(String),
+    /// The service rejected this document: counts toward `max_attempts`.
+    Rejected(String),
+}
+
+/// Classifies a pastebin.com API answer. pastebin reports errors with status
+/// 200 or 422 and a text body, so the body decides before the status does.
+pub fn classify_pastebin(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Verdict {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let short = shorten(text);
+    if status == 429 {
+        return Verdict::OverQuota { retry_after, reason: format!("HTTP 429: {short}") };
+    }
+    if text.starts_with("Post limit") || (text.starts_with("Bad API request") && text.contains("maximum number of")) {
+        return Verdict::OverQuota { retry_after, reason: short };
+    }
+    if let Some(rest) = text.strip_prefix("Bad API request") {
+        let refused = ["invalid api_dev_key", "invalid api_user_key", "invalid or expired api_user_key", "IP blocked"];
+        return if refused.iter().any(|r| rest.contains(r)) {
+            Verdict::Refused(short)
+        } else {
+            Verdict::Rejected(short)
+        };
+    }
+    if status >= 500 || status == 408 {
+        return Verdict::Transient(format!("HTTP {status}: {short}"));
+    }
+    if (200..300).contains(&status) && is_absolute_url(text) {
+        return Verdict::Published(text.to_owned());
+    }
+    Verdict::Transient(format!("HTTP {status}, not a URL: {short}"))
+}
+
+/// An absolute http(s) URL with a host and no whitespace.
+pub fn is_absolute_url(s: &str) -> bool {
+    let rest = match s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) {
+        Some(r) => r,
+        None => return false,
+    };
+    !rest.is_empty()
+        && !rest.starts_with('/')
+        && s.len() <= 2048
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == '"')
+}
+
+/// `Retry-After`: delta seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+fn shorten(s: &str) -> String {
+    const MAX: usize = 160;
+    let first_line = s.lines().next().unwrap_or("");
+    if first_line.len() <= MAX && first_line.len() == s.len() {
+        return s.to_owned();
+    }
+    let mut end = first_line.len().min(MAX);
+    while !first_line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &first_line[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Verdict::*;
+
+    fn kind(v: &Verdict) -> &'static str {
+        match v {
+            Published(_) => "published",
+            Transient(_) => "transient",
+            OverQuota { .. } => "quota",
+            Refused(_) => "refused",
+            Rejected(_) => "rejected",
+        }
+    }
+
+    #[test]
+    fn pastebin_answers() {
+        // Bodies as pastebin.com sends them.
+        let table: &[(u16, &str, &str)] = &[
+            (200, "https://pastebin.com/UIFdu235s", "published"),
+            (200, "https://pastebin.com/UIFdu235s\n", "published"),
+            (201, "http://127.0.0.1:8080/abc", "published"),
+            (200, "Bad API request, invalid api_dev_key", "refused"),
+            (422, "Bad API request, invalid api_dev_key", "refused"),
+            (200, "Bad API request, invalid api_user_key", "refused"),
+            (200, "Bad API request, invalid or expired api_user_key", "refused"),
+            (200, "Bad API request, IP blocked", "refused"),
+            (422, "Post limit, maximum pastes per 24h reached", "quota"),
+            (200, "Bad API request, maximum number of 25 unlisted pastes for your free account", "quota"),
+            (200, "Bad API request, maximum number of 10 private pastes for your free account", "quota"),
+            (429, "Too Many Requests", "quota"),
+            (429, "", "quota"),
+            (422, "Bad API request, maximum paste file size exceeded", "rejected"),
+            (200, "Bad API request, api_paste_code was empty", "rejected"),
+            (200, "Bad API request, invalid api_paste_format", "rejected"),
+            (200, "Bad API request, invalid api_paste_private", "rejected"),
+            (200, "Bad API request, invalid api_paste_expire_date", "rejected"),
+            (200, "Bad API request, invalid api_option", "rejected"),
+            (500, "Internal Server Error", "transient"),
+            (502, "<html><body>Bad Gateway</body></html>", "transient"),
+            (503, "", "transient"),
+            (408, "", "transient"),
+            (200, "<!DOCTYPE html><html><head><title>Pastebin.com - Down</title></head></html>", "transient"),
+            (200, "", "transient"),
+            (200, "pastebin.com/abc", "transient"),
+            (200, "https://", "transient"),
+            (200, "https:///path", "transient"),
+            (200, "https://a b", "transient"),
+            (404, "Not Found", "transient"),
+            (301, "https://pastebin.com/moved", "transient"),
+        ];
+        for (status, body, want) in table {
+            let got = classify_pastebin(*status, None, body.as_bytes());
+            assert_eq!(kind(&got), *want, "{status} {body:?} gave {got:?}");
+        }
+        assert_eq!(
+            classify_pastebin(200, None, b" https://pastebin.com/x1\r\n"),
+            Published("https://pastebin.com/x1".into())
+        );
+    }
+
+    #[test]
+    fn quota_keeps_retry_after() {
+        let v = classify_pastebin(429, Some(Duration::from_secs(7)), b"slow down");
+        assert_eq!(v, OverQuota { retry_after: Some(Duration::from_secs(7)), reason: "HTTP 429: slow down".into() });
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now), Some(Duration::from_secs(60)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:40:37 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn reasons_are_short() {
+        let html = format!("<html>{}</html>", "x".repeat(10_000));
+        let Transient(reason) = classify_pastebin(200, None, html.as_bytes()) else { panic!() };
+        assert!(reason.len() < 250);
+    }
+}

@@ -1,0 +1,129 @@
+//! The results file: JSON Lines, appended, fsynced before tasks leave Redis.
+//!
+//! [`ResultsFile::open`] repairs what a crash can leave: a last line without
+//! its newline (a write cut short) is cut off, so the file only ever holds
+//! whole lines. [`ResultsFile::append`] writes a group of lines and fsyncs; if
+//! the write fails part-way, the file is truncated back to where it was.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::messages::Published;
+
+/// One line of the results file.
+#[derive(Serialize)]
+pub struct Line<'a> {
+    pub id: &'a str,
+    pub url: &'a str,
+    pub ipv4: std::net::Ipv4Addr,
+    pub mac: crate::task::Mac,
+    pub username: &'a str,
+    pub published_at: String,
+}
+
+impl<'a> Line<'a> {
+    pub fn new(p: &'a Published, published_at: String) -> Self {
+        let t = &p.found.task;
+        Line { id: &t.id, url: &p.url, ipv4: t.ipv4, mac: t.mac, username: &p.found.username, published_at }
+    }
+}
+
+pub struct ResultsFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl ResultsFile {
+    /// Opens (creating) the file for appending; returns how many bytes of a
+    /// partial last line were removed.
+    pub fn open(path: &Path) -> io::Result<(ResultsFile, u64)> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path)?;
+        let removed = repair(&mut file)?;
+        Ok((ResultsFile { file, path: path.to_owned() }, removed))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends whole lines and makes them durable.
+    pub fn append(&mut self, lines: &[u8]) -> io::Result<()> {
+        let before = self.file.metadata()?.len();
+        let res = self.file.write_all(lines).and_then(|_| self.file.sync_data());
+        if res.is_err() {
+            // Never leave a partial line behind; if this fails too, the repair at
+            // the next open does it.
+            let _ = self.file.set_len(before).and_then(|_| self.file.sync_data());
+        }
+        res
+    }
+}
+
+/// Cuts the file after its last newline.
+fn repair(file: &mut File) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut pos = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while pos > 0 {
+        let start = pos.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(pos - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep < len {
+                file.set_len(keep)?;
+                file.sync_data()?;
+            }
+            return Ok(len - keep);
+        }
+        pos = start;
+    }
+    file.set_len(0)?;
+    file.sync_data()?;
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repair_cuts_a_partial_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        for (content, want, removed) in [
+            ("", "", 0),
+            ("{\"id\":1}\n", "{\"id\":1}\n", 0),
+            ("{\"id\":1}\n{\"id\":", "{\"id\":1}\n", 6),
+            ("{\"id\":", "", 6),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            let (mut f, n) = ResultsFile::open(&path).unwrap();
+            assert_eq!(n, removed, "{content:?}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), want);
+            f.append(b"{\"id\":2}\n").unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{want}{{\"id\":2}}\n"));
+        }
+    }
+
+    #[test]
+    fn repair_reads_long_lines_backwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let long = format!("{}\n{}", "a".repeat(100_000), "b".repeat(150_000));
+        std::fs::write(&path, &long).unwrap();
+        let (_, n) = ResultsFile::open(&path).unwrap();
+        assert_eq!(n, 150_000);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 100_001);
+    }
+}
