@@ -1,1 +1,78 @@
-fn main(){}
+//! Micro-benchmarks of the per-task hot paths: parsing and normalising a task,
+//! serialising the published document, building a batch lookup query, and
+//! classifying a paste service answer. Run with `cargo bench --bench hot_paths`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use device_lookup::db::{lookup_sql, Ipv4Column};
+use device_lookup::gen::{device, spell_mac, Rng};
+use device_lookup::paste::classify_pastebin;
+use device_lookup::task::{parse_json, Document, Mac};
+
+fn payloads(n: usize) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(1);
+    (0..n as u64)
+        .map(|i| {
+            let d = device(1, i);
+            let mac = spell_mac(&mut rng, Mac::from_u64(d.mac).unwrap());
+            format!(r#"{{"id":"t1-{i}","ipv4":"{}","mac":"{mac}"}}"#, std::net::Ipv4Addr::from(d.ipv4)).into_bytes()
+        })
+        .collect()
+}
+
+fn parsing(c: &mut Criterion) {
+    let input = payloads(1000);
+    let mut g = c.benchmark_group("task");
+    g.throughput(Throughput::Elements(input.len() as u64));
+    g.bench_function("parse_json x1000", |b| {
+        b.iter(|| {
+            for p in &input {
+                black_box(parse_json(black_box(p)).unwrap());
+            }
+        })
+    });
+    let tasks: Vec<_> = input.iter().map(|p| parse_json(p).unwrap()).collect();
+    g.bench_function("document_json x1000", |b| {
+        b.iter(|| {
+            for t in &tasks {
+                black_box(Document::new(t, "anna.kowalski42").to_json());
+            }
+        })
+    });
+    g.finish();
+}
+
+fn query_building(c: &mut Criterion) {
+    let keys: Vec<(u32, u64)> = (0..1000).map(|i| device(1, i)).map(|d| (d.ipv4, d.mac)).collect();
+    let mut g = c.benchmark_group("lookup_sql");
+    g.throughput(Throughput::Elements(keys.len() as u64));
+    g.bench_function("UInt32 x1000", |b| {
+        b.iter(|| black_box(lookup_sql("`devices`.`users`", Ipv4Column::UInt32, &keys)))
+    });
+    g.bench_function("IPv4 x1000", |b| b.iter(|| black_box(lookup_sql("`devices`.`users`", Ipv4Column::Ipv4, &keys))));
+    g.finish();
+}
+
+fn classification(c: &mut Criterion) {
+    let answers: [(u16, &[u8]); 4] = [
+        (200, b"https://pastebin.com/UIFdu235s"),
+        (200, b"Bad API request, invalid api_dev_key"),
+        (422, b"Post limit, maximum pastes per 24h reached"),
+        (502, b"<html><body>Bad Gateway</body></html>"),
+    ];
+    c.bench_function("classify_pastebin x4", |b| {
+        b.iter_batched(
+            || answers,
+            |answers| {
+                for (status, body) in answers {
+                    black_box(classify_pastebin(status, None, body));
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, parsing, query_building, classification);
+criterion_main!(benches);

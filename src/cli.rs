@@ -77,13 +77,13 @@ pub enum Command {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration")]
     Config(#[from] ConfigError),
     #[error("invalid arguments: {0}")]
     Usage(String),
-    #[error("Redis: {0}")]
+    #[error("Redis")]
     Redis(#[from] redis::RedisError),
-    #[error("ClickHouse: {0}")]
+    #[error("ClickHouse")]
     Db(#[from] DbError),
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -20,7 +20,7 @@ pub const ENV_PREFIX: &str = "DEVICE_LOOKUP__";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
@@ -229,11 +229,12 @@ impl Default for RawHttp {
 struct RawLog {
     level: String,
     format: String,
+    dependencies: String,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
-        RawLog { level: "info".into(), format: "auto".into() }
+        RawLog { level: "info".into(), format: "auto".into(), dependencies: "warn".into() }
     }
 }
 
@@ -366,6 +367,8 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub level: slog::Level,
     pub format: LogFormat,
+    /// The level of records from dependencies (the `log` crate's records).
+    pub dependencies: slog::Level,
 }
 
 #[derive(Debug, Clone)]
@@ -381,8 +384,8 @@ pub const MAX_LOOKUP_BATCH: usize = 5000;
 impl Settings {
     /// Reads `path`, applies the environment overrides from `env`, validates.
     pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Settings::from_toml(&text, path, env)
     }
 
@@ -411,6 +414,10 @@ impl Settings {
     }
 }
 
+/// Keys that exist but have no default value.
+const OPTIONAL_KEYS: &[&str] =
+    &["publisher.rate_limit.requests", "publisher.rate_limit.per", "publisher.rate_limit.burst"];
+
 /// Merges one `DEVICE_LOOKUP__SECTION__KEY=value` into the table. The value's
 /// type follows the default of that key, so `API_DEV_KEY=123` stays a string.
 fn apply_override(table: &mut toml::Table, defaults: &toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
@@ -425,12 +432,15 @@ fn apply_override(table: &mut toml::Table, defaults: &toml::Table, var: &str, va
     }
     let typed = match default {
         Some(toml::Value::String(_)) => toml::Value::String(value.to_owned()),
-        Some(toml::Value::Integer(_)) => toml::Value::Integer(
-            value.trim().parse().map_err(|_| err(format!("expected an integer, got {value:?}")))?,
-        ),
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(value.trim().parse().map_err(|_| err(format!("expected an integer, got {value:?}")))?)
+        }
         Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
             value.trim().parse().map_err(|_| err(format!("expected true or false, got {value:?}")))?,
         ),
+        None if !OPTIONAL_KEYS.contains(&path.join(".").as_str()) => {
+            return Err(err(format!("there is no key `{}`", path.join("."))))
+        }
         // Optional keys without a default (rate_limit.*): numbers stay numbers.
         _ => match value.trim().parse::<i64>() {
             Ok(n) => toml::Value::Integer(n),
@@ -440,9 +450,7 @@ fn apply_override(table: &mut toml::Table, defaults: &toml::Table, var: &str, va
     let mut node = table;
     for p in &path[..path.len() - 1] {
         let entry = node.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        node = entry
-            .as_table_mut()
-            .ok_or_else(|| err(format!("`{p}` is not a section")))?;
+        node = entry.as_table_mut().ok_or_else(|| err(format!("`{p}` is not a section")))?;
     }
     node.insert(path[path.len() - 1].clone(), typed);
     Ok(())
@@ -471,7 +479,11 @@ impl RawConfig {
             lease: duration_at_least("redis.lease", &r.lease, Duration::from_secs(1))?,
             fetch_batch: range("redis.fetch_batch", r.fetch_batch, 1, 10_000)?,
             block: duration_at_least("redis.block", &r.block, Duration::from_millis(10))?,
-            response_timeout: duration_at_least("redis.response_timeout", &r.response_timeout, Duration::from_millis(10))?,
+            response_timeout: duration_at_least(
+                "redis.response_timeout",
+                &r.response_timeout,
+                Duration::from_millis(10),
+            )?,
             dedup_ttl: duration_at_least("redis.dedup_ttl", &r.dedup_ttl, Duration::from_secs(1))?,
         };
 
@@ -512,10 +524,7 @@ impl RawConfig {
             return Err(invalid("publisher.paste_private", "expected 0 (public), 1 (unlisted) or 2 (private)"));
         }
         if !["N", "10M", "1H", "1D", "1W", "2W", "1M", "6M", "1Y"].contains(&p.paste_expire_date.as_str()) {
-            return Err(invalid(
-                "publisher.paste_expire_date",
-                "expected one of N, 10M, 1H, 1D, 1W, 2W, 1M, 6M, 1Y",
-            ));
+            return Err(invalid("publisher.paste_expire_date", "expected one of N, 10M, 1H, 1D, 1W, 2W, 1M, 6M, 1Y"));
         }
         if !p.url_pointer.is_empty() && !p.url_pointer.starts_with('/') {
             return Err(invalid("publisher.url_pointer", "a JSON Pointer starts with '/', such as \"/url\""));
@@ -561,20 +570,12 @@ impl RawConfig {
         non_empty("output.path", &self.output.path)?;
         let output = OutputSettings { path: PathBuf::from(self.output.path) };
 
-        let listen = self
-            .http
-            .listen
-            .parse()
-            .map_err(|_| invalid("http.listen", format!("expected host:port such as 127.0.0.1:9187, got {:?}", self.http.listen)))?;
+        let listen = self.http.listen.parse().map_err(|_| {
+            invalid("http.listen", format!("expected host:port such as 127.0.0.1:9187, got {:?}", self.http.listen))
+        })?;
 
-        let level = match self.log.level.as_str() {
-            "trace" => slog::Level::Trace,
-            "debug" => slog::Level::Debug,
-            "info" => slog::Level::Info,
-            "warn" | "warning" => slog::Level::Warning,
-            "error" => slog::Level::Error,
-            other => return Err(invalid("log.level", format!("expected trace, debug, info, warn or error, got {other:?}"))),
-        };
+        let level = log_level("log.level", &self.log.level)?;
+        let dependencies = log_level("log.dependencies", &self.log.dependencies)?;
         let format = match self.log.format.as_str() {
             "auto" => LogFormat::Auto,
             "json" => LogFormat::Json,
@@ -595,10 +596,21 @@ impl RawConfig {
             publisher,
             output,
             http: HttpSettings { listen },
-            log: LogSettings { level, format },
+            log: LogSettings { level, format, dependencies },
             daemon,
         })
     }
+}
+
+fn log_level(key: &str, value: &str) -> Result<slog::Level, ConfigError> {
+    Ok(match value {
+        "trace" => slog::Level::Trace,
+        "debug" => slog::Level::Debug,
+        "info" => slog::Level::Info,
+        "warn" | "warning" => slog::Level::Warning,
+        "error" => slog::Level::Error,
+        other => return Err(invalid(key, format!("expected trace, debug, info, warn or error, got {other:?}"))),
+    })
 }
 
 fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {

@@ -98,7 +98,10 @@ impl Db {
         format!("`{}`.`{}`", self.database, self.table)
     }
 
-    async fn timed<T>(&self, fut: impl std::future::Future<Output = clickhouse::error::Result<T>>) -> Result<T, DbError> {
+    async fn timed<T>(
+        &self,
+        fut: impl std::future::Future<Output = clickhouse::error::Result<T>>,
+    ) -> Result<T, DbError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => Ok(r?),
             Err(_) => Err(DbError::Unavailable(format!("no answer within {:?}", self.timeout))),
@@ -116,7 +119,9 @@ impl Db {
             "SELECT name, type FROM system.columns WHERE database = '{}' AND table = '{}'",
             self.database, self.table
         );
-        let cols: Vec<(String, String)> = self.timed(self.client.query(&sql).fetch_all::<ColumnRow>()).await?
+        let cols: Vec<(String, String)> = self
+            .timed(self.client.query(&sql).fetch_all::<ColumnRow>())
+            .await?
             .into_iter()
             .map(|c| (c.name, c.r#type))
             .collect();
@@ -129,7 +134,11 @@ impl Db {
         let ty = |n: &str| cols.iter().find(|(name, _)| name == n).map(|(_, t)| t.as_str());
         for (name, want) in [("username", "String"), ("mac", "UInt64"), ("updated_at", "DateTime")] {
             if ty(name) != Some(want) {
-                return Err(DbError::Schema(format!("{}.{name} must be {want}, found {:?}", self.table_ref(), ty(name))));
+                return Err(DbError::Schema(format!(
+                    "{}.{name} must be {want}, found {:?}",
+                    self.table_ref(),
+                    ty(name)
+                )));
             }
         }
         match ty("ipv4") {
@@ -140,7 +149,11 @@ impl Db {
     }
 
     /// Looks up many devices in one query; the latest `updated_at` wins.
-    pub async fn lookup(&self, column: Ipv4Column, keys: &[(u32, u64)]) -> Result<HashMap<(u32, u64), String>, DbError> {
+    pub async fn lookup(
+        &self,
+        column: Ipv4Column,
+        keys: &[(u32, u64)],
+    ) -> Result<HashMap<(u32, u64), String>, DbError> {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }

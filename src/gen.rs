@@ -65,13 +65,13 @@ pub struct Device {
 }
 
 const FIRST: &[&str] = &[
-    "anna", "boris", "chen", "dmitri", "elena", "farid", "greta", "hiro", "ines", "jonas", "kira", "lars",
-    "maria", "nikolai", "olga", "pavel", "quinn", "rosa", "sergei", "tanya", "uma", "victor", "wei", "xenia",
-    "yusuf", "zoe", "amir", "bianca", "carlos", "daria", "emil", "fatima", "georg", "hana", "igor", "julia",
+    "anna", "boris", "chen", "dmitri", "elena", "farid", "greta", "hiro", "ines", "jonas", "kira", "lars", "maria",
+    "nikolai", "olga", "pavel", "quinn", "rosa", "sergei", "tanya", "uma", "victor", "wei", "xenia", "yusuf", "zoe",
+    "amir", "bianca", "carlos", "daria", "emil", "fatima", "georg", "hana", "igor", "julia",
 ];
 const LAST: &[&str] = &[
-    "ivanov", "smith", "kowalski", "nguyen", "mueller", "rossi", "garcia", "sato", "petrova", "novak",
-    "larsen", "silva", "kim", "dubois", "horvat", "jensen", "moreau", "fischer", "popescu", "virtanen",
+    "ivanov", "smith", "kowalski", "nguyen", "mueller", "rossi", "garcia", "sato", "petrova", "novak", "larsen",
+    "silva", "kim", "dubois", "horvat", "jensen", "moreau", "fischer", "popescu", "virtanen",
 ];
 const SEPARATORS: &[&str] = &[".", "_", ""];
 

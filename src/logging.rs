@@ -46,7 +46,10 @@ pub fn init(settings: &LogSettings) -> (Logger, LogGuard) {
     let drain = slog::LevelFilter::new(drain.fuse(), settings.level).fuse();
     let logger = Logger::root(drain, o!());
     let scope = slog_scope::set_global_logger(logger.new(o!("source" => "dependency")));
-    let level = match settings.level {
+    // Dependencies log at their own level, and never above ours.
+    let dependency_level =
+        if settings.dependencies.is_at_least(settings.level) { settings.dependencies } else { settings.level };
+    let level = match dependency_level {
         slog::Level::Trace => log::LevelFilter::Trace,
         slog::Level::Debug => log::LevelFilter::Debug,
         slog::Level::Info => log::LevelFilter::Info,

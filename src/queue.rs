@@ -169,13 +169,8 @@ impl ListQueue {
     /// Takes up to `max` tasks without waiting.
     pub async fn fetch(&self, max: usize) -> redis::RedisResult<Vec<Bytes>> {
         let mut c = self.conn.clone();
-        let items: Vec<Vec<u8>> = self
-            .fetch
-            .key(&self.keys.queue)
-            .key(&self.keys.processing)
-            .arg(max)
-            .invoke_async(&mut c)
-            .await?;
+        let items: Vec<Vec<u8>> =
+            self.fetch.key(&self.keys.queue).key(&self.keys.processing).arg(max).invoke_async(&mut c).await?;
         Ok(items.into_iter().map(Bytes::from).collect())
     }
 
@@ -234,7 +229,8 @@ impl ListQueue {
     /// hold in flight (their fetch reply was lost) go back to the queue.
     pub async fn reconcile(&self, in_flight: &HashMap<Bytes, usize>) -> redis::RedisResult<usize> {
         let mut c = self.conn.clone();
-        let listed: Vec<Vec<u8>> = redis::cmd("LRANGE").arg(&self.keys.processing).arg(0).arg(-1).query_async(&mut c).await?;
+        let listed: Vec<Vec<u8>> =
+            redis::cmd("LRANGE").arg(&self.keys.processing).arg(0).arg(-1).query_async(&mut c).await?;
         let lost = orphans(listed.into_iter().map(Bytes::from), in_flight);
         if lost.is_empty() {
             return Ok(0);

@@ -52,11 +52,7 @@ impl Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0.to_be_bytes();
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[2], b[3], b[4], b[5], b[6], b[7]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[2], b[3], b[4], b[5], b[6], b[7])
     }
 }
 
@@ -156,9 +152,7 @@ pub fn parse_json(payload: &[u8]) -> Result<Task, TaskError> {
 }
 
 /// Parses a stream-mode entry from its fields (name, value) as Redis returns them.
-pub fn parse_fields<'a>(
-    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-) -> Result<Task, TaskError> {
+pub fn parse_fields<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Result<Task, TaskError> {
     let (mut id, mut ipv4, mut mac) = (None, None, None);
     let mut size = 0;
     for (name, value) in fields {
@@ -281,7 +275,19 @@ mod tests {
         assert_eq!(parse_ipv4("10.0.0.1"), Ok(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(parse_ipv4("255.255.255.255"), Ok(Ipv4Addr::BROADCAST));
         assert_eq!(parse_ipv4("0.0.0.0"), Ok(Ipv4Addr::UNSPECIFIED));
-        for s in ["999.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.-4", " 1.2.3.4", "1.2.3.4 ", "", "a.b.c.d", "256.0.0.1", "1..2.3"] {
+        for s in [
+            "999.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.-4",
+            " 1.2.3.4",
+            "1.2.3.4 ",
+            "",
+            "a.b.c.d",
+            "256.0.0.1",
+            "1..2.3",
+        ] {
             assert!(parse_ipv4(s).is_err(), "{s:?} accepted");
         }
     }
@@ -336,7 +342,8 @@ mod tests {
 
     #[test]
     fn stream_fields() {
-        let f: Vec<(&[u8], &[u8])> = vec![(b"id", b"7"), (b"ipv4", b"10.0.0.2"), (b"mac", b"aa-bb-cc-dd-ee-ff"), (b"x", b"y")];
+        let f: Vec<(&[u8], &[u8])> =
+            vec![(b"id", b"7"), (b"ipv4", b"10.0.0.2"), (b"mac", b"aa-bb-cc-dd-ee-ff"), (b"x", b"y")];
         let t = parse_fields(f).unwrap();
         assert_eq!(t.id, "7");
         assert_eq!(t.mac.to_string(), "aa:bb:cc:dd:ee:ff");

@@ -154,7 +154,9 @@ impl LookupActor {
                     let mut misses = Vec::new();
                     for job in act.pending.drain(..n) {
                         match found.get(&job.task.device_key()) {
-                            Some(username) => hits.push(Found { delivery: job.delivery, task: job.task, username: username.clone() }),
+                            Some(username) => {
+                                hits.push(Found { delivery: job.delivery, task: job.task, username: username.clone() })
+                            }
                             None => misses.push(Settled { delivery: job.delivery, outcome: Outcome::NotFound }),
                         }
                     }

@@ -30,11 +30,8 @@ use crate::queue::unique_consumer_name;
 pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
     let settings = Arc::new(settings);
     let metrics = Arc::new(Metrics::default());
-    let consumer = if settings.redis.consumer.is_empty() {
-        unique_consumer_name()
-    } else {
-        settings.redis.consumer.clone()
-    };
+    let consumer =
+        if settings.redis.consumer.is_empty() { unique_consumer_name() } else { settings.redis.consumer.clone() };
     info!(log, "starting"; "consumer" => &consumer, "version" => env!("CARGO_PKG_VERSION"),
         "lookup_workers" => settings.lookup.workers, "max_in_flight" => settings.daemon.max_in_flight);
 
@@ -59,10 +56,7 @@ pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
         lookups.push(Supervisor::start_in_arbiter(&arbiter.handle(), move |_| LookupActor::new(s, l, m, q, p, worker)));
         arbiters.push(arbiter);
     }
-    queue_reader
-        .send(AttachLookups(lookups))
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    queue_reader.send(AttachLookups(lookups)).await.map_err(|e| std::io::Error::other(e.to_string()))?;
 
     let signal = wait_for_signal().await?;
     info!(log, "shutting down"; "signal" => signal, "timeout" => ?settings.daemon.shutdown_timeout);
@@ -74,7 +68,9 @@ pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
     }
     match queue_reader.send(Release).await {
         Ok(Ok(n)) => info!(log, "left the queue"; "returned_to_queue" => n),
-        Ok(Err(e)) => warn!(log, "could not return tasks to the queue; they return when the lease expires"; "error" => e),
+        Ok(Err(e)) => {
+            warn!(log, "could not return tasks to the queue; they return when the lease expires"; "error" => e)
+        }
         Err(e) => warn!(log, "queue reader gone at shutdown"; "error" => %e),
     }
     let counts: Vec<String> =

@@ -253,7 +253,10 @@ impl PublisherActor {
                     warn!(self.log, "paste service rejected the document; dead-lettered"; "task_id" => task_id,
                         "reason" => &reason, "attempts" => job.rejections);
                     let error = format!("paste service rejected the document {} times: {reason}", job.rejections);
-                    forward(&self.queue_reader, Settle(vec![Settled { delivery: job.found.delivery, outcome: Outcome::Dead { error } }]));
+                    forward(
+                        &self.queue_reader,
+                        Settle(vec![Settled { delivery: job.found.delivery, outcome: Outcome::Dead { error } }]),
+                    );
                 } else {
                     let mut b = Backoff::new(self.p().backoff_base, self.p().backoff_max);
                     let mut delay = Duration::ZERO;

@@ -267,11 +267,8 @@ impl Actor for QueueReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let delay = if self.backoff.failures() == 0 && !self.reconnecting {
-            Duration::ZERO
-        } else {
-            self.backoff.next_delay()
-        };
+        let delay =
+            if self.backoff.failures() == 0 && !self.reconnecting { Duration::ZERO } else { self.backoff.next_delay() };
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
 }

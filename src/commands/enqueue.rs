@@ -75,7 +75,8 @@ pub async fn enqueue(
             } else if !sample.is_empty() && rng.chance(hit_ratio) {
                 let (ip, mac) = sample[(hits % sample.len() as u64) as usize];
                 hits += 1;
-                let mac = Mac::from_u64(mac).ok_or_else(|| CommandError::Failed(format!("mac {mac} in the table is over 48 bits")))?;
+                let mac = Mac::from_u64(mac)
+                    .ok_or_else(|| CommandError::Failed(format!("mac {mac} in the table is over 48 bits")))?;
                 Generated::Task { id, ipv4: Ipv4Addr::from(ip).to_string(), mac: spell_mac(&mut rng, mac) }
             } else {
                 misses += 1;
@@ -91,7 +92,16 @@ pub async fn enqueue(
                     pipe.lpush(&settings.redis.queue, payload).ignore();
                 }
                 (QueueMode::Stream, Generated::Task { id, ipv4, mac }) => {
-                    pipe.cmd("XADD").arg(&settings.redis.queue).arg("*").arg("id").arg(id).arg("ipv4").arg(ipv4).arg("mac").arg(mac).ignore();
+                    pipe.cmd("XADD")
+                        .arg(&settings.redis.queue)
+                        .arg("*")
+                        .arg("id")
+                        .arg(id)
+                        .arg("ipv4")
+                        .arg(ipv4)
+                        .arg("mac")
+                        .arg(mac)
+                        .ignore();
                 }
                 (QueueMode::Stream, Generated::Malformed(payload)) => {
                     pipe.cmd("XADD").arg(&settings.redis.queue).arg("*").arg("payload").arg(payload).ignore();

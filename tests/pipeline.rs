@@ -1,0 +1,169 @@
+//! The pipeline end to end on real servers: seed, enqueue hits, misses and
+//! every kind of malformed task, run the daemon against the bundled
+//! pastebin-protocol server, and check every outcome the contract promises.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use device_lookup::gen::device;
+use device_lookup::task::{parse_json, Mac};
+use redis::Commands;
+use support::*;
+
+const QUEUE: &str = "device-lookup:tasks";
+const ROWS: u64 = 3000;
+const SEED: u64 = 11;
+
+/// Malformed payloads a producer can send, beyond the ones `enqueue` makes.
+fn handmade_malformed() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = [
+        "",
+        "null",
+        "42",
+        "{}",
+        r#"{"id":"m1","ipv4":"10.0.0.1"}"#,
+        r#"{"id":"m2","mac":"aa:bb:cc:dd:ee:ff"}"#,
+        r#"{"id":true,"ipv4":"10.0.0.1","mac":"aa:bb:cc:dd:ee:ff"}"#,
+        r#"{"id":["x"],"ipv4":"10.0.0.1","mac":"aa:bb:cc:dd:ee:ff"}"#,
+        r#"{"id":"m3","ipv4":"10.0.0.256","mac":"aa:bb:cc:dd:ee:ff"}"#,
+        r#"{"id":"m4","ipv4":"10.0.0.1","mac":"aa:bb:cc:dd:ee:ff:00"}"#,
+        r#"{"id":"m5","ipv4":"10.0.0.1","mac":"aa:bb-cc:dd:ee:ff"}"#,
+        r#"{"id":"m6","ipv4":null,"mac":"aa:bb:cc:dd:ee:ff"}"#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    v.push(b"{\"id\":\"m7\xff\",\"ipv4\":\"10.0.0.1\",\"mac\":\"aa:bb:cc:dd:ee:ff\"}".to_vec());
+    v.push(format!(r#"{{"id":"{}","ipv4":"10.0.0.1","mac":"aa:bb:cc:dd:ee:ff"}}"#, "x".repeat(300)).into_bytes());
+    let mut big = br#"{"id":"m8","ipv4":"10.0.0.1","mac":"aa:bb:cc:dd:ee:ff","pad":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'a', 1 << 20));
+    big.extend(b"\"}");
+    v.push(big);
+    v
+}
+
+#[test]
+fn end_to_end_list_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), false);
+    let ch = ClickHouse::start(dir.path());
+    let paste = PasteServer::start("test-key");
+    let config = write_config(dir.path(), &redis, &ch, &paste.api_url(), "");
+
+    let (status, _, err) =
+        run_cli(&config, &["seed", "--rows", &ROWS.to_string(), "--seed", &SEED.to_string(), "--batch", "1000"]);
+    assert!(status.success(), "seed failed: {err}");
+    assert_eq!(ch.query("SELECT count() FROM devices.users").trim(), ROWS.to_string());
+
+    // A device bound twice: the later updated_at must win, whatever the insert order.
+    let d = device(SEED, 5);
+    ch.query(&format!(
+        "INSERT INTO devices.users VALUES ('newer-owner', {ip}, {mac}, '2030-01-01 00:00:00'), ('older-owner', {ip}, {mac}, '2020-01-01 00:00:00')",
+        ip = d.ipv4,
+        mac = d.mac
+    ));
+
+    let (status, _, err) =
+        run_cli(&config, &["enqueue", "--count", "600", "--hit-ratio", "0.8", "--invalid-ratio", "0.1", "--seed", "3"]);
+    assert!(status.success(), "enqueue failed: {err}");
+    let mut conn = redis.conn();
+    let rebound = format!(
+        r#"{{"id":"rebound","ipv4":"{}","mac":"{}"}}"#,
+        std::net::Ipv4Addr::from(d.ipv4),
+        Mac::from_u64(d.mac).unwrap()
+    );
+    let _: () = conn.lpush(QUEUE, &rebound).unwrap();
+    for p in handmade_malformed() {
+        let _: () = conn.lpush(QUEUE, p).unwrap();
+    }
+
+    // What should happen, worked out from the queue and the generator alone.
+    let owners: HashMap<(u32, u64), String> =
+        (0..ROWS).map(device_key_and_name).chain([((d.ipv4, d.mac), "newer-owner".to_owned())]).collect();
+    let queued: Vec<Vec<u8>> = conn.lrange(QUEUE, 0, -1).unwrap();
+    let (mut hits, mut misses, mut malformed) = (HashMap::new(), 0, 0);
+    for payload in &queued {
+        match parse_json(payload) {
+            Err(_) => malformed += 1,
+            Ok(t) => match owners.get(&t.device_key()) {
+                Some(name) => {
+                    hits.insert(t.id.clone(), (t, name.clone()));
+                }
+                None => misses += 1,
+            },
+        }
+    }
+    assert!(hits.len() > 400 && misses > 50 && malformed > 60, "a poor mix: {} {misses} {malformed}", hits.len());
+
+    let mut daemon = Daemon::start(&config, &dir.path().join("daemon.log"));
+    wait_until("every task to be settled", Duration::from_secs(60), || {
+        let queued: usize = conn.llen(QUEUE).unwrap();
+        let dead: usize = conn.llen(format!("{QUEUE}:dead")).unwrap();
+        queued == 0 && dead == malformed && results(dir.path()).len() == hits.len() && processing_len(&mut conn) == 0
+    });
+    daemon.sigterm();
+    let status = daemon.wait(Duration::from_secs(30));
+    assert!(status.success(), "exit {status:?}\n{}", daemon.log_text());
+
+    // Every hit published once, with the right content.
+    let pastes = paste.pastes();
+    assert_eq!(pastes.len(), hits.len(), "one paste per hit");
+    let mut paste_urls = HashMap::new();
+    for p in &pastes {
+        let doc: serde_json::Value = serde_json::from_str(p["content"].as_str().unwrap()).unwrap();
+        let id = doc["id"].as_str().unwrap();
+        let (task, owner) = hits.get(id).unwrap_or_else(|| panic!("published a non-hit: {doc}"));
+        assert_eq!(doc["username"], owner.as_str(), "{doc}");
+        assert_eq!(doc["ipv4"], task.ipv4.to_string());
+        assert_eq!(doc["mac"], task.mac.to_string(), "canonical mac");
+        assert_eq!(p["name"], id, "api_paste_name is the task id");
+        assert_eq!(p["format"], "json");
+        assert_eq!(p["private"], "1");
+        assert_eq!(p["expire"], "1M");
+        paste_urls.insert(id.to_owned(), format!("{}/{}", paste.base, p["key"].as_str().unwrap()));
+    }
+    assert_eq!(hits.get("rebound").map(|(_, o)| o.as_str()), Some("newer-owner"));
+
+    // One results line per hit, carrying the URL the server issued.
+    let lines = results(dir.path());
+    let ids: HashSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), lines.len(), "an id written twice");
+    for l in &lines {
+        let id = l["id"].as_str().unwrap();
+        assert_eq!(l["url"].as_str(), paste_urls.get(id).map(String::as_str), "{l}");
+        assert_eq!(l["username"], hits[id].1.as_str());
+    }
+
+    // Every malformed task dead-lettered with a reason.
+    let dead: Vec<String> = conn.lrange(format!("{QUEUE}:dead"), 0, -1).unwrap();
+    assert_eq!(dead.len(), malformed);
+    for entry in &dead {
+        let v: serde_json::Value = serde_json::from_str(entry).unwrap();
+        assert!(v["payload"].is_string(), "{entry:.200}");
+        assert!(!v["error"].as_str().unwrap().is_empty(), "{entry:.200}");
+    }
+    assert!(dead.iter().any(|e| e.contains("not valid UTF-8")));
+    assert!(dead.iter().any(|e| e.contains("bytes, more than")));
+
+    // Queue and processing lists are empty; the consumer left cleanly.
+    let queued: usize = conn.llen(QUEUE).unwrap();
+    assert_eq!(queued, 0);
+    assert_eq!(processing_len(&mut conn), 0);
+    let consumers: usize = conn.scard(format!("{QUEUE}:consumers")).unwrap();
+    assert_eq!(consumers, 0, "the consumer deregisters at shutdown");
+    let log = daemon.log_text();
+    assert!(log.contains(&format!("published={}", hits.len())), "{log}");
+    assert!(!log.contains("test-key"), "the api_dev_key leaked into the log");
+}
+
+fn device_key_and_name(i: u64) -> ((u32, u64), String) {
+    let d = device(SEED, i);
+    ((d.ipv4, d.mac), d.username)
+}
+
+fn processing_len(conn: &mut redis::Connection) -> usize {
+    let keys: Vec<String> = conn.keys(format!("{QUEUE}:processing:*")).unwrap();
+    keys.iter().map(|k| conn.llen::<_, usize>(k).unwrap()).sum()
+}

@@ -1,0 +1,370 @@
+//! Test harness: real Redis, ClickHouse, paste server and daemon processes on
+//! free loopback ports, each under a temporary directory, stopped on drop.
+//! Waiting is always for a condition with a deadline, never a bare sleep.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_device-lookup");
+
+/// Polls `cond` every 20 ms until it holds, or panics after `timeout` with `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn find_program(name: &str) -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/usr/bin", "/sbin"]) {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{name} not found: run `bash .ci/run`, which installs it");
+}
+
+fn kill(child: &mut Child, signal: i32) {
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+pub struct Redis {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    appendonly: bool,
+}
+
+impl Redis {
+    pub fn start(dir: &Path, appendonly: bool) -> Redis {
+        let mut r = Redis { port: free_port(), dir: dir.join("redis"), child: None, appendonly };
+        std::fs::create_dir_all(&r.dir).unwrap();
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(find_program("redis-server"))
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", if self.appendonly { "yes" } else { "no" }, "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let url = self.url();
+        wait_until("redis to answer PING", Duration::from_secs(10), || {
+            redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        });
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url().as_str()).unwrap().get_connection().unwrap()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, libc::SIGKILL);
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+pub struct ClickHouse {
+    pub http_port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl ClickHouse {
+    pub fn start(dir: &Path) -> ClickHouse {
+        let dir = dir.join("clickhouse");
+        std::fs::create_dir_all(dir.join("log")).unwrap();
+        let http_port = free_port();
+        let config = include_str!("clickhouse-config.xml")
+            .replace("@DIR@", dir.to_str().unwrap())
+            .replace("@HTTP_PORT@", &http_port.to_string())
+            .replace("@TCP_PORT@", &free_port().to_string());
+        std::fs::write(dir.join("config.xml"), config).unwrap();
+        let mut ch = ClickHouse { http_port, dir, child: None };
+        ch.spawn();
+        ch
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(find_program("clickhouse-server"))
+            .arg(format!("--config-file={}", self.dir.join("config.xml").display()))
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let port = self.http_port;
+        wait_until("ClickHouse to answer /ping", Duration::from_secs(30), || {
+            http_get(&format!("http://127.0.0.1:{port}/ping")).map(|(s, _)| s == 200).unwrap_or(false)
+        });
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Runs one statement over HTTP; panics on failure.
+    pub fn query(&self, sql: &str) -> String {
+        let (status, body) = http_post(&format!("{}/", self.url()), "text/plain", sql.as_bytes()).unwrap();
+        assert_eq!(status, 200, "{sql}: {body}");
+        body
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, libc::SIGKILL);
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// The bundled pastebin-protocol server (`device-lookup paste-server`).
+pub struct PasteServer {
+    pub base: String,
+    child: Child,
+}
+
+impl PasteServer {
+    pub fn start(api_dev_key: &str) -> PasteServer {
+        let mut child = Command::new(BIN)
+            .args(["paste-server", "--listen", "127.0.0.1:0", "--api-dev-key", api_dev_key])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let base = line.trim().strip_prefix("listening on ").expect("paste server announces its address").to_owned();
+        PasteServer { base, child }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("{}/api/api_post.php", self.base)
+    }
+
+    /// Every paste received so far.
+    pub fn pastes(&self) -> Vec<serde_json::Value> {
+        let (status, body) = http_get(&format!("{}/_pastes", self.base)).unwrap();
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for PasteServer {
+    fn drop(&mut self) {
+        kill(&mut self.child, libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// One `device-lookup run`, its output in a log file.
+pub struct Daemon {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config: &Path, log: &Path) -> Daemon {
+        let out = std::fs::File::create(log).unwrap();
+        let child = Command::new(BIN)
+            .args(["--config", config.to_str().unwrap(), "run"])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Daemon { child, log: log.to_owned() }
+    }
+
+    pub fn sigterm(&mut self) {
+        kill(&mut self.child, libc::SIGTERM);
+    }
+
+    pub fn kill9(&mut self) {
+        kill(&mut self.child, libc::SIGKILL);
+        self.child.wait().unwrap();
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let mut status = None;
+        wait_until("the daemon to exit", timeout, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            kill(&mut self.child, libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs a subcommand to completion; returns (status, stdout, stderr).
+pub fn run_cli(config: &Path, args: &[&str]) -> (ExitStatus, String, String) {
+    let out = Command::new(BIN).arg("--config").arg(config).args(args).output().unwrap();
+    (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A config file for these servers; `extra` is appended (more sections or keys).
+pub fn write_config(dir: &Path, redis: &Redis, ch: &ClickHouse, paste_url: &str, extra: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    let text = format!(
+        r#"
+[redis]
+url = "{redis}"
+lease = "2s"
+block = "200ms"
+
+[clickhouse]
+url = "{ch}"
+
+[publisher]
+url = "{paste_url}"
+api_dev_key = "test-key"
+backoff_base = "20ms"
+backoff_max = "500ms"
+
+[output]
+path = "{out}"
+
+[http]
+listen = "127.0.0.1:{http}"
+
+[log]
+format = "json"
+level = "debug"
+
+{extra}
+"#,
+        redis = redis.url(),
+        ch = ch.url(),
+        out = dir.join("results.jsonl").display(),
+        http = free_port(),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn results(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad results line {l:?}: {e}")))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// A minimal HTTP/1.1 client, enough for local test servers.
+
+pub fn http_get(url: &str) -> std::io::Result<(u16, String)> {
+    http_request("GET", url, "", b"")
+}
+
+pub fn http_post(url: &str, content_type: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+    http_request("POST", url, content_type, body)
+}
+
+fn http_request(method: &str, url: &str, content_type: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut s = TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
