@@ -36,6 +36,8 @@ struct Paste {
     private: String,
     expire: String,
     content: String,
+    /// When it arrived, in milliseconds since the Unix epoch.
+    received_ms: u64,
 }
 
 struct State {
@@ -104,6 +106,10 @@ async fn post(state: web::Data<State>, form: web::Form<HashMap<String, String>>)
         private: get("api_paste_private").to_owned(),
         expire: get("api_paste_expire_date").to_owned(),
         content: content.to_owned(),
+        received_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
     };
     if let Some(dir) = &state.options.dir {
         if let Err(e) = std::fs::write(dir.join(format!("{key}.json")), content) {

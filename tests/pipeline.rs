@@ -167,3 +167,79 @@ fn processing_len(conn: &mut redis::Connection) -> usize {
     let keys: Vec<String> = conn.keys(format!("{QUEUE}:processing:*")).unwrap();
     keys.iter().map(|k| conn.llen::<_, usize>(k).unwrap()).sum()
 }
+
+/// Tasks left in the processing list of a consumer that died (no heartbeat)
+/// are returned to the queue at start and processed.
+#[test]
+fn dead_consumers_tasks_are_taken_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), false);
+    let ch = ClickHouse::start(dir.path());
+    let paste = PasteServer::start("test-key");
+    let config = write_config(dir.path(), &redis, &ch, &paste.api_url(), "");
+    let (status, _, err) = run_cli(&config, &["seed", "--rows", "100", "--seed", "2"]);
+    assert!(status.success(), "{err}");
+
+    let mut conn = redis.conn();
+    let ghost_list = format!("{QUEUE}:processing:ghost");
+    let mut ids = HashSet::new();
+    for i in 0..20 {
+        let d = device(2, i);
+        let payload = format!(
+            r#"{{"id":"g{i}","ipv4":"{}","mac":"{}"}}"#,
+            std::net::Ipv4Addr::from(d.ipv4),
+            Mac::from_u64(d.mac).unwrap()
+        );
+        let _: () = conn.lpush(&ghost_list, payload).unwrap();
+        ids.insert(format!("g{i}"));
+    }
+    let _: () = conn.sadd(format!("{QUEUE}:consumers"), "ghost").unwrap();
+
+    let mut daemon = Daemon::start(&config, &dir.path().join("daemon.log"));
+    wait_until("the ghost's tasks to be published", Duration::from_secs(30), || results(dir.path()).len() == ids.len());
+    let written: HashSet<String> = results(dir.path()).iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(written, ids);
+    let left: usize = conn.llen(&ghost_list).unwrap();
+    assert_eq!(left, 0);
+    let ghost_registered: bool = conn.sismember(format!("{QUEUE}:consumers"), "ghost").unwrap();
+    assert!(!ghost_registered);
+    daemon.sigterm();
+    assert!(daemon.wait(Duration::from_secs(30)).success());
+}
+
+/// `[publisher.rate_limit]` spaces requests: over any stretch of time no more
+/// than `burst + elapsed / interval` pastes arrive.
+#[test]
+fn rate_limit_spaces_publishing() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), false);
+    let ch = ClickHouse::start(dir.path());
+    let paste = PasteServer::start("test-key");
+    let interval_ms = 40.0;
+    let config = write_config(
+        dir.path(),
+        &redis,
+        &ch,
+        &paste.api_url(),
+        "[publisher.rate_limit]\nrequests = 25\nper = \"1s\"\nburst = 2\n",
+    );
+    let (status, _, err) = run_cli(&config, &["seed", "--rows", "200", "--seed", "4"]);
+    assert!(status.success(), "{err}");
+    let (status, _, err) = run_cli(&config, &["enqueue", "--count", "30", "--hit-ratio", "1", "--seed", "4"]);
+    assert!(status.success(), "{err}");
+
+    let mut daemon = Daemon::start(&config, &dir.path().join("daemon.log"));
+    wait_until("30 results", Duration::from_secs(30), || results(dir.path()).len() == 30);
+    daemon.sigterm();
+    assert!(daemon.wait(Duration::from_secs(30)).success());
+
+    let mut times: Vec<f64> = paste.pastes().iter().map(|p| p["received_ms"].as_f64().unwrap()).collect();
+    assert_eq!(times.len(), 30);
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    for i in 0..times.len() {
+        for j in i + 1..times.len() {
+            let allowed = 2.0 + (times[j] - times[i]) / interval_ms + 1.0; // +1: arrival jitter
+            assert!(((j - i + 1) as f64) <= allowed, "{} pastes within {} ms", j - i + 1, times[j] - times[i]);
+        }
+    }
+}
