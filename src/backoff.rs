@@ -23,7 +23,13 @@ impl Backoff {
 
     /// Records one more failure and returns how long to wait before the next try.
     pub fn next_delay(&mut self) -> Duration {
-        let ceiling = ceiling(self.base, self.max, self.failures);
+        self.next_delay_capped(self.max)
+    }
+
+    /// As [`Backoff::next_delay`], with another cap for this failure (a
+    /// misconfiguration waits longer than an outage).
+    pub fn next_delay_capped(&mut self, cap: Duration) -> Duration {
+        let ceiling = ceiling(self.base, cap, self.failures);
         self.failures = self.failures.saturating_add(1);
         rand::rng().random_range(Duration::ZERO..=ceiling)
     }

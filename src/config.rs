@@ -179,7 +179,7 @@ impl Default for RawPublisher {
             concurrency: 16,
             timeout: "10s".into(),
             backoff_base: "200ms".into(),
-            backoff_max: "60s".into(),
+            backoff_max: "4s".into(),
             quota_cooldown: "15m".into(),
             refused_retry: "5m".into(),
             rate_limit: None,

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod failure;
 pub mod gen;
 pub mod logging;
 pub mod messages;

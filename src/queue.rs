@@ -199,7 +199,8 @@ impl ListQueue {
                 Outcome::Dead { error } => {
                     pipe.lpush(&self.keys.dead, dead_letter(s, error, &self.consumer)).ignore();
                 }
-                Outcome::Published { id, url } => {
+                Outcome::Published { url } => {
+                    let id = s.task_id.as_deref().unwrap_or_default();
                     pipe.cmd("SET").arg(self.keys.done(id)).arg(url).arg("EX").arg(ttl).ignore();
                 }
                 Outcome::NotFound | Outcome::Duplicate => {}
@@ -210,6 +211,21 @@ impl ListQueue {
         }
         let mut c = self.conn.clone();
         pipe.query_async(&mut c).await
+    }
+
+    /// Records these (id, url) as published: results that reached the file
+    /// before a crash, whose tasks may still be in Redis.
+    pub async fn mark_published(&self, items: &[(String, String)]) -> redis::RedisResult<()> {
+        let ttl = self.dedup_ttl.as_secs().max(1);
+        let mut c = self.conn.clone();
+        for chunk in items.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for (id, url) in chunk {
+                pipe.cmd("SET").arg(self.keys.done(id)).arg(url).arg("EX").arg(ttl).ignore();
+            }
+            pipe.query_async::<()>(&mut c).await?;
+        }
+        Ok(())
     }
 
     /// Which of these task ids were already published (their record is kept).
@@ -316,6 +332,7 @@ mod tests {
     fn dead_letter_keeps_the_payload() {
         let s = Settled {
             delivery: crate::messages::Delivery::from_list(Bytes::from_static(b"{\"id\":\xff}")),
+            task_id: None,
             outcome: Outcome::Dead { error: "bad".into() },
         };
         let v: serde_json::Value = serde_json::from_str(&dead_letter(&s, "bad", "c1")).unwrap();

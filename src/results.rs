@@ -4,6 +4,14 @@
 //! its newline (a write cut short) is cut off, so the file only ever holds
 //! whole lines. [`ResultsFile::append`] writes a group of lines and fsyncs; if
 //! the write fails part-way, the file is truncated back to where it was.
+//!
+//! Beside the file, `<path>.checkpoint` holds the offset up to which every
+//! line's task is known to be settled in Redis. A line after it may belong to
+//! a task that a crash left in Redis, so at start [`ResultsFile::unsettled`]
+//! reads the (id, url) of those lines, and they are recorded as published
+//! before any task is taken: such a task then gets no second line. The
+//! checkpoint is written after the fact and without fsync: when it is stale or
+//! lost, more of the file is read, which is safe.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -52,17 +60,68 @@ impl ResultsFile {
         &self.path
     }
 
-    /// Appends whole lines and makes them durable.
-    pub fn append(&mut self, lines: &[u8]) -> io::Result<()> {
+    /// Appends whole lines and makes them durable; returns the file's length
+    /// after them.
+    pub fn append(&mut self, lines: &[u8]) -> io::Result<u64> {
         let before = self.file.metadata()?.len();
         let res = self.file.write_all(lines).and_then(|_| self.file.sync_data());
-        if res.is_err() {
+        if let Err(e) = res {
             // Never leave a partial line behind; if this fails too, the repair at
             // the next open does it.
             let _ = self.file.set_len(before).and_then(|_| self.file.sync_data());
+            return Err(e);
         }
-        res
+        Ok(before + lines.len() as u64)
     }
+
+    /// (id, url) of every line after the checkpoint (all of them when the
+    /// checkpoint is missing or beyond the end of the file).
+    pub fn unsettled(&mut self) -> io::Result<Vec<(String, String)>> {
+        let len = self.file.metadata()?.len();
+        let mut from = read_checkpoint(&self.path);
+        if from > len {
+            from = 0;
+        }
+        self.file.seek(SeekFrom::Start(from))?;
+        let mut out = Vec::new();
+        let mut reader = io::BufReader::new(&self.file);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if io::BufRead::read_line(&mut reader, &mut line)? == 0 {
+                break;
+            }
+            #[derive(serde::Deserialize)]
+            struct IdUrl {
+                id: String,
+                url: String,
+            }
+            if let Ok(v) = serde_json::from_str::<IdUrl>(&line) {
+                out.push((v.id, v.url));
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub fn checkpoint_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".checkpoint");
+    PathBuf::from(p)
+}
+
+/// The settled offset, 0 when there is none or it cannot be read.
+pub fn read_checkpoint(path: &Path) -> u64 {
+    std::fs::read_to_string(checkpoint_path(path)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Replaces the checkpoint atomically (write, then rename).
+pub fn write_checkpoint(path: &Path, offset: u64) -> io::Result<()> {
+    let target = checkpoint_path(path);
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, format!("{offset}\n"))?;
+    std::fs::rename(&tmp, &target)
 }
 
 /// Cuts the file after its last newline.
@@ -111,9 +170,32 @@ mod tests {
             let (mut f, n) = ResultsFile::open(&path).unwrap();
             assert_eq!(n, removed, "{content:?}");
             assert_eq!(std::fs::read_to_string(&path).unwrap(), want);
-            f.append(b"{\"id\":2}\n").unwrap();
+            let end = f.append(b"{\"id\":2}\n").unwrap();
+            assert_eq!(end, want.len() as u64 + 9);
             assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{want}{{\"id\":2}}\n"));
         }
+    }
+
+    #[test]
+    fn unsettled_lines_are_those_after_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let line = |id: &str| format!("{{\"id\":\"{id}\",\"url\":\"http://x/{id}\"}}\n");
+        std::fs::write(&path, format!("{}{}", line("a"), line("b"))).unwrap();
+        let (mut f, _) = ResultsFile::open(&path).unwrap();
+        let ids = |f: &mut ResultsFile| f.unsettled().unwrap().into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        assert_eq!(ids(&mut f), ["a", "b"], "no checkpoint: the whole file");
+        write_checkpoint(&path, line("a").len() as u64).unwrap();
+        assert_eq!(ids(&mut f), ["b"]);
+        let end = f.append(line("c").as_bytes()).unwrap();
+        assert_eq!(ids(&mut f), ["b", "c"]);
+        assert_eq!(f.unsettled().unwrap()[1], ("c".to_owned(), "http://x/c".to_owned()));
+        write_checkpoint(&path, end).unwrap();
+        assert!(ids(&mut f).is_empty());
+        write_checkpoint(&path, end + 100).unwrap();
+        assert_eq!(ids(&mut f).len(), 3, "a checkpoint beyond the end: the whole file");
+        std::fs::write(checkpoint_path(&path), "garbage").unwrap();
+        assert_eq!(ids(&mut f).len(), 3);
     }
 
     #[test]

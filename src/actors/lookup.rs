@@ -1,18 +1,20 @@
-//! LookupActor: parses tasks and finds the account bound to each device.
+//! LookupActor: finds the account bound to each task's device.
 //!
-//! **Job.** Validates and normalises every task (the malformed are settled as
-//! dead at once, with the reason), then batches valid tasks, up to
+//! **Job.** Batches the parsed tasks it is given (the QueueReader has already
+//! validated and normalised them, and dead-lettered the malformed), up to
 //! `lookup.batch_size` or `lookup.batch_wait`, into one ClickHouse query per
 //! batch. Found tasks go to the publisher; the rest are settled as not found.
 //! A pool of `lookup.workers` of these runs, each on its own arbiter (thread).
 //!
 //! **Messages.** In: [`Lookup`]. Out: [`Publish`], [`Settle`].
 //!
-//! **Failure.** A ClickHouse error (down, timeout, missing table) puts the
-//! batch back at the head of the pending tasks and stops the actor; its
+//! **Failure.** A ClickHouse error (down, timeout, missing table) leaves the
+//! batch at the head of the pending tasks and stops the actor; its
 //! `Supervisor` restarts it and `started()` reconnects after a full-jitter
-//! backoff. Nothing is dead-lettered because ClickHouse failed: the tasks wait,
-//! and the QueueReader's in-flight bound pauses intake.
+//! backoff whose cap depends on the failure
+//! ([`crate::failure::classify_clickhouse`]). Nothing is dead-lettered because
+//! ClickHouse failed: the tasks wait, and the QueueReader pauses intake while
+//! ClickHouse is marked failing.
 //!
 //! **A restart resets** the ClickHouse client and the flags of the cancelled
 //! query. The pending tasks stay in the struct.
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use slog::{info, warn, Logger};
+use slog::{error, info, warn, Logger};
 
 use super::publisher::PublisherActor;
 use super::queue_reader::QueueReader;
@@ -31,14 +33,9 @@ use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::db::{Db, DbError, Ipv4Column};
-use crate::messages::{Delivery, Found, Lookup, Outcome, Publish, Settle, Settled};
+use crate::failure::{classify_clickhouse, Failure};
+use crate::messages::{Found, Job, Lookup, Outcome, Publish, Settle, Settled};
 use crate::metrics::{Dependency, Metrics};
-use crate::task::Task;
-
-struct Job {
-    delivery: Delivery,
-    task: Task,
-}
 
 pub struct LookupActor {
     settings: Arc<Settings>,
@@ -51,6 +48,8 @@ pub struct LookupActor {
     querying: bool,
     flush_timer: Option<SpawnHandle>,
     backoff: Backoff,
+    last_failure: Failure,
+    restarted: bool,
     log_limit: LogLimiter,
 }
 
@@ -73,7 +72,9 @@ impl LookupActor {
             pending: VecDeque::new(),
             querying: false,
             flush_timer: None,
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
+            last_failure: Failure::Unavailable,
+            restarted: false,
             log_limit: LogLimiter::default(),
         }
     }
@@ -100,15 +101,22 @@ impl LookupActor {
     }
 
     fn fail(&mut self, ctx: &mut Context<Self>, e: DbError) {
-        let reason = match e {
-            DbError::Unavailable(_) => "unavailable",
-            DbError::Schema(_) => "schema",
+        let failure = match &e {
+            DbError::Unavailable(message) => classify_clickhouse(message),
+            DbError::Schema(_) => Failure::Misconfigured,
         };
+        self.last_failure = failure;
         self.metrics.down(Dependency::ClickHouse, e.to_string());
-        self.metrics.retry(Dependency::ClickHouse, reason);
+        self.metrics.retry(Dependency::ClickHouse, failure.label());
         if let Some(suppressed) = self.log_limit.allow(Duration::from_secs(10)) {
-            warn!(self.log, "ClickHouse failed; lookups wait until it answers again";
-                "error" => %e, "pending" => self.pending.len(), "similar_errors_suppressed" => suppressed);
+            if failure == Failure::Misconfigured {
+                error!(self.log, "ClickHouse refuses the lookup; fix the configuration or run `seed`. Lookups wait";
+                    "error" => %e, "pending" => self.pending.len(), "similar_errors_suppressed" => suppressed);
+            } else {
+                warn!(self.log, "ClickHouse failed; lookups wait until it answers again";
+                    "error" => %e, "failure" => failure.label(), "pending" => self.pending.len(),
+                    "similar_errors_suppressed" => suppressed);
+            }
         }
         self.db = None;
         ctx.stop();
@@ -157,14 +165,18 @@ impl LookupActor {
                             Some(username) => {
                                 hits.push(Found { delivery: job.delivery, task: job.task, username: username.clone() })
                             }
-                            None => misses.push(Settled { delivery: job.delivery, outcome: Outcome::NotFound }),
+                            None => misses.push(Settled {
+                                task_id: Some(job.task.id),
+                                delivery: job.delivery,
+                                outcome: Outcome::NotFound,
+                            }),
                         }
                     }
                     if !hits.is_empty() {
                         forward(&act.publisher, Publish(hits));
                     }
                     if !misses.is_empty() {
-                        forward(&act.queue_reader, Settle(misses));
+                        forward(&act.queue_reader, Settle::new(misses));
                     }
                     act.maybe_query(ctx);
                 }
@@ -179,7 +191,11 @@ impl Actor for LookupActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let delay = if self.backoff.failures() == 0 { Duration::ZERO } else { self.backoff.next_delay() };
+        let delay = if self.restarted {
+            self.backoff.next_delay_capped(self.last_failure.max_backoff())
+        } else {
+            Duration::ZERO
+        };
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
 }
@@ -189,10 +205,7 @@ impl Supervised for LookupActor {
         self.db = None;
         self.querying = false;
         self.flush_timer = None;
-        if self.backoff.failures() == 0 {
-            // Make the next start wait at least a little.
-            let _ = self.backoff.next_delay();
-        }
+        self.restarted = true;
     }
 }
 
@@ -200,16 +213,7 @@ impl Handler<Lookup> for LookupActor {
     type Result = ();
 
     fn handle(&mut self, msg: Lookup, ctx: &mut Context<Self>) {
-        let mut dead = Vec::new();
-        for delivery in msg.0 {
-            match delivery.parse() {
-                Ok(task) => self.pending.push_back(Job { delivery, task }),
-                Err(e) => dead.push(Settled { delivery, outcome: Outcome::Dead { error: e.to_string() } }),
-            }
-        }
-        if !dead.is_empty() {
-            forward(&self.queue_reader, Settle(dead));
-        }
+        self.pending.extend(msg.0);
         self.maybe_query(ctx);
     }
 }

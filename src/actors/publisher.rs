@@ -6,7 +6,8 @@
 //! `[publisher.rate_limit]`. Every answer is classified by
 //! [`crate::paste::classify_pastebin`] and acted on:
 //! published -> [`Record`] to the ResultWriter; transient -> the whole
-//! publisher pauses with full-jitter backoff (a circuit breaker); over quota ->
+//! publisher pauses with full-jitter backoff, then probes with one request at
+//! a time until one succeeds (a circuit breaker, half-open); over quota ->
 //! pause for `Retry-After` or `publisher.quota_cooldown`; refused -> pause for
 //! `publisher.refused_retry`, report not ready, and the QueueReader stops
 //! intake; rejected -> the task's own failure, retried until
@@ -126,7 +127,9 @@ impl PublisherActor {
                 i += 1;
             }
         }
-        while self.active.len() < self.p().concurrency && !self.waiting.is_empty() {
+        // Half-open: while the service is failing, one request probes it.
+        let concurrency = if self.backoff.failures() > 0 { 1 } else { self.p().concurrency };
+        while self.active.len() < concurrency && !self.waiting.is_empty() {
             if let Some(limiter) = &self.limiter {
                 if let Err(not_until) = limiter.check() {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -204,7 +207,7 @@ impl PublisherActor {
         let task_id = job.found.task.id.clone();
         match verdict {
             Verdict::Published(url) => {
-                if self.backoff.failures() > 0 || !self.metrics.problems().get(&Dependency::PasteService).is_none() {
+                if self.metrics.problems().contains_key(&Dependency::PasteService) {
                     info!(self.log, "paste service answers again");
                 }
                 self.backoff.reset();
@@ -253,10 +256,12 @@ impl PublisherActor {
                     warn!(self.log, "paste service rejected the document; dead-lettered"; "task_id" => task_id,
                         "reason" => &reason, "attempts" => job.rejections);
                     let error = format!("paste service rejected the document {} times: {reason}", job.rejections);
-                    forward(
-                        &self.queue_reader,
-                        Settle(vec![Settled { delivery: job.found.delivery, outcome: Outcome::Dead { error } }]),
-                    );
+                    let dead = Settled {
+                        task_id: Some(job.found.task.id),
+                        delivery: job.found.delivery,
+                        outcome: Outcome::Dead { error },
+                    };
+                    forward(&self.queue_reader, Settle::new(vec![dead]));
                 } else {
                     let mut b = Backoff::new(self.p().backoff_base, self.p().backoff_max);
                     let mut delay = Duration::ZERO;

@@ -1,26 +1,34 @@
-//! QueueReader: takes tasks from Redis and settles them there.
+//! QueueReader: takes tasks from Redis, makes sure each id is worked on once,
+//! and settles tasks there.
 //!
 //! **Job.** Moves tasks from the queue into this consumer's processing list in
-//! batches (at most `daemon.max_in_flight` in flight), hands them to the
-//! LookupActor pool round-robin, and removes each from Redis only when its
-//! outcome is final ([`Settle`]), dead-lettering in the same transaction.
-//! Keeps the consumer's heartbeat and returns dead consumers' tasks to the
-//! queue.
+//! batches (at most `daemon.max_in_flight` in flight) and parses each; a
+//! malformed one is dead-lettered at once. A task whose id is already in
+//! flight waits ("parked") until the first copy is settled; a task whose id
+//! has a done record (published within `redis.dedup_ttl`) is settled as a
+//! duplicate. The rest go to the LookupActor pool, round-robin. A task is
+//! removed from Redis only when its outcome is final ([`Settle`]), in the same
+//! transaction as its dead letter or done record. Also keeps this consumer's
+//! heartbeat and returns dead consumers' tasks to the queue.
 //!
-//! **Messages.** In: [`Settle`] (from every stage), [`StopIntake`],
-//! [`Drained`], [`Release`] (shutdown). Out: [`Lookup`].
+//! **Intake** opens only after the ResultWriter reported what the results
+//! file holds beyond its checkpoint ([`Recovered`]) and those ids are recorded
+//! as done, and it pauses while any dependency is failing.
+//!
+//! **Messages.** In: [`Recovered`], [`Settle`] (from every stage),
+//! [`StopIntake`], [`Drained`], [`Release`]. Out: [`Lookup`].
 //!
 //! **Failure.** Any Redis error stops the actor; its `Supervisor` restarts it,
-//! and `started()` reconnects after a full-jitter backoff. Meanwhile intake is
-//! paused; settlements wait in the struct and are retried after reconnecting.
+//! and `started()` reconnects after a full-jitter backoff (classified by
+//! [`crate::failure::classify_redis_error`]). Settlements, checks and marks
+//! wait in the struct and are retried after reconnecting.
 //!
-//! **A restart resets** the connections and the fetching/settling flags (their
-//! futures were cancelled). It keeps the in-flight set, the pending
-//! settlements and the counters. After reconnecting, tasks found in our
-//! processing list that we do not hold (a fetch whose reply was lost) go back
-//! to the queue.
+//! **A restart resets** the connections and the flags of the cancelled
+//! futures. It keeps the in-flight set, the claims, everything pending and the
+//! counters. After reconnecting, tasks found in our processing list that we do
+//! not hold (a fetch whose reply was lost) go back to the queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +42,15 @@ use super::lookup::LookupActor;
 use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
 use crate::config::{redact_url, Settings};
-use crate::messages::{Delivery, Drained, Lookup, Receipt, Release, Settle, Settled, StopIntake};
+use crate::failure::{classify_redis_error, Failure};
+use crate::messages::{
+    Delivery, Drained, Job, Lookup, Outcome, Receipt, Recovered, Release, Settle, Settled, StopIntake,
+};
 use crate::metrics::{Dependency, Metrics};
 use crate::queue::ListQueue;
+
+/// How often intake looks again while it is paused for a failing dependency.
+const PAUSED_POLL: Duration = Duration::from_millis(200);
 
 pub struct QueueReader {
     settings: Arc<Settings>,
@@ -47,15 +61,31 @@ pub struct QueueReader {
     next_lookup: usize,
     /// `None` while disconnected.
     queue: Option<ListQueue>,
+
     /// Receipts of tasks in flight (a multiset: identical payloads count twice).
     in_flight: HashMap<Bytes, usize>,
     in_flight_count: usize,
+    /// Ids being worked on; a second task with the same id is parked.
+    claimed: HashSet<String>,
+    parked: HashMap<String, Vec<Job>>,
+    /// Parsed, claimed, not yet checked against done records.
+    unchecked: Vec<Job>,
     to_settle: Vec<Settled>,
+    durable_waiters: Vec<oneshot::Sender<()>>,
+    /// Results found in the file at start, to record as done before intake.
+    /// `None` until the ResultWriter has reported.
+    to_mark: Option<Vec<(String, String)>>,
+    marked: bool,
+
     fetching: bool,
+    checking: bool,
     settling: bool,
+    marking: bool,
     intake_open: bool,
+    intake_timer: Option<SpawnHandle>,
     drain_waiters: Vec<oneshot::Sender<()>>,
     backoff: Backoff,
+    last_failure: Failure,
     /// True once a connection was lost, so the next connect reconciles.
     reconnecting: bool,
     log_limit: LogLimiter,
@@ -65,7 +95,7 @@ impl QueueReader {
     pub fn new(settings: Arc<Settings>, log: Logger, metrics: Arc<Metrics>, consumer: String) -> Self {
         let log = log.new(slog::o!("actor" => "queue_reader", "consumer" => consumer.clone()));
         QueueReader {
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
             settings,
             log,
             metrics,
@@ -75,11 +105,21 @@ impl QueueReader {
             queue: None,
             in_flight: HashMap::new(),
             in_flight_count: 0,
+            claimed: HashSet::new(),
+            parked: HashMap::new(),
+            unchecked: Vec::new(),
             to_settle: Vec::new(),
+            durable_waiters: Vec::new(),
+            to_mark: None,
+            marked: false,
             fetching: false,
+            checking: false,
             settling: false,
+            marking: false,
             intake_open: true,
+            intake_timer: None,
             drain_waiters: Vec::new(),
+            last_failure: Failure::Unavailable,
             reconnecting: false,
             log_limit: LogLimiter::default(),
         }
@@ -112,20 +152,35 @@ impl QueueReader {
                 act.log_limit.reset();
                 act.metrics.up(Dependency::Redis);
                 act.start_heartbeat(ctx);
-                act.settle(ctx);
-                act.fetch(ctx);
+                act.kick(ctx);
             }
             Err(e) => act.fail(ctx, "connect", e),
         }));
     }
 
+    /// Restarts every piece of pending work that can run now.
+    fn kick(&mut self, ctx: &mut Context<Self>) {
+        self.mark(ctx);
+        self.settle(ctx);
+        self.check(ctx);
+        self.fetch(ctx);
+    }
+
     /// A Redis error: pause, and let the supervisor restart us to reconnect.
     fn fail(&mut self, ctx: &mut Context<Self>, during: &'static str, e: redis::RedisError) {
+        let failure = classify_redis_error(&e);
+        self.last_failure = failure;
         self.metrics.down(Dependency::Redis, format!("{during}: {e}"));
-        self.metrics.retry(Dependency::Redis, during);
+        self.metrics.retry(Dependency::Redis, failure.label());
         if let Some(suppressed) = self.log_limit.allow(Duration::from_secs(10)) {
-            warn!(self.log, "Redis failed; intake paused until it answers again";
-                "during" => during, "error" => %e, "similar_errors_suppressed" => suppressed);
+            if failure == Failure::Misconfigured {
+                error!(self.log, "Redis refuses our commands; fix the configuration. Intake paused";
+                    "during" => during, "error" => %e, "similar_errors_suppressed" => suppressed);
+            } else {
+                warn!(self.log, "Redis failed; intake paused until it answers again";
+                    "during" => during, "error" => %e, "failure" => failure.label(),
+                    "similar_errors_suppressed" => suppressed);
+            }
         }
         self.queue = None;
         self.reconnecting = true;
@@ -148,15 +203,34 @@ impl QueueReader {
         });
     }
 
+    // --- intake -----------------------------------------------------------
+
+    /// Why intake is paused, if it is.
+    fn intake_paused(&self) -> Option<String> {
+        if !self.marked {
+            return Some("waiting for the results file to be checked".into());
+        }
+        let problems = self.metrics.problems();
+        problems
+            .iter()
+            .find(|(dep, _)| **dep != Dependency::Redis)
+            .map(|(dep, why)| format!("{} failing: {why}", dep.label()))
+    }
+
     fn fetch(&mut self, ctx: &mut Context<Self>) {
         let max = self.settings.daemon.max_in_flight;
         if self.fetching || !self.intake_open || self.lookups.is_empty() || self.in_flight_count >= max {
             return;
         }
         let Some(q) = self.queue.clone() else { return };
-        if self.metrics.is_refused() {
-            // The paste service refuses us: take nothing until it accepts again.
-            ctx.run_later(Duration::from_secs(1), |act, ctx| act.fetch(ctx));
+        if let Some(why) = self.intake_paused() {
+            debug!(self.log, "intake paused"; "why" => why);
+            if self.intake_timer.is_none() {
+                self.intake_timer = Some(ctx.run_later(PAUSED_POLL, |act, ctx| {
+                    act.intake_timer = None;
+                    act.fetch(ctx);
+                }));
+            }
             return;
         }
         self.fetching = true;
@@ -173,8 +247,8 @@ impl QueueReader {
             act.fetching = false;
             match res {
                 Ok(items) => {
-                    act.dispatch(items);
-                    act.fetch(ctx);
+                    act.take(items);
+                    act.kick(ctx);
                 }
                 Err(e) => act.fail(ctx, "fetch", e),
             }
@@ -182,24 +256,119 @@ impl QueueReader {
         }));
     }
 
-    /// Counts the tasks in flight and hands them to the next LookupActor.
-    fn dispatch(&mut self, items: Vec<Bytes>) {
+    /// Counts fetched tasks in flight and sorts them: malformed to be
+    /// dead-lettered, the rest claimed or parked.
+    fn take(&mut self, items: Vec<Bytes>) {
         if items.is_empty() {
             return;
         }
         debug!(self.log, "took tasks"; "count" => items.len());
-        let deliveries: Vec<Delivery> = items
-            .into_iter()
-            .map(|payload| {
-                *self.in_flight.entry(payload.clone()).or_default() += 1;
-                Delivery::from_list(payload)
-            })
-            .collect();
-        self.in_flight_count += deliveries.len();
+        self.in_flight_count += items.len();
         self.metrics.in_flight.store(self.in_flight_count as u64, Ordering::Relaxed);
+        for payload in items {
+            *self.in_flight.entry(payload.clone()).or_default() += 1;
+            let delivery = Delivery::from_list(payload);
+            match delivery.parse() {
+                Ok(task) => self.claim(Job { delivery, task }),
+                Err(e) => {
+                    debug!(self.log, "malformed task"; "error" => %e);
+                    self.to_settle.push(Settled {
+                        delivery,
+                        task_id: None,
+                        outcome: Outcome::Dead { error: e.to_string() },
+                    })
+                }
+            }
+        }
+    }
+
+    /// One id is worked on once at a time: a second copy waits for the first.
+    fn claim(&mut self, job: Job) {
+        if self.claimed.contains(&job.task.id) {
+            debug!(self.log, "same id already in flight; parked"; "task_id" => &job.task.id);
+            self.parked.entry(job.task.id.clone()).or_default().push(job);
+        } else {
+            self.claimed.insert(job.task.id.clone());
+            self.unchecked.push(job);
+        }
+    }
+
+    /// Settles ids already published as duplicates; hands on the rest.
+    fn check(&mut self, ctx: &mut Context<Self>) {
+        if self.checking || self.unchecked.is_empty() {
+            return;
+        }
+        let Some(q) = self.queue.clone() else { return };
+        self.checking = true;
+        let jobs = std::mem::take(&mut self.unchecked);
+        let fut = async move {
+            let ids: Vec<&str> = jobs.iter().map(|j| j.task.id.as_str()).collect();
+            let res = q.published(&ids).await;
+            (jobs, res)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(jobs, res), act, ctx| {
+            act.checking = false;
+            match res {
+                Ok(done) => {
+                    let mut fresh = Vec::with_capacity(jobs.len());
+                    for (job, done) in jobs.into_iter().zip(done) {
+                        if done {
+                            debug!(act.log, "already published; not again"; "task_id" => &job.task.id);
+                            act.to_settle.push(Settled {
+                                task_id: Some(job.task.id),
+                                delivery: job.delivery,
+                                outcome: Outcome::Duplicate,
+                            });
+                        } else {
+                            fresh.push(job);
+                        }
+                    }
+                    act.dispatch(fresh);
+                    act.kick(ctx);
+                }
+                Err(e) => {
+                    let mut jobs = jobs;
+                    jobs.append(&mut act.unchecked);
+                    act.unchecked = jobs;
+                    act.fail(ctx, "check", e);
+                }
+            }
+        }));
+    }
+
+    fn dispatch(&mut self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
         let target = &self.lookups[self.next_lookup % self.lookups.len()];
         self.next_lookup = self.next_lookup.wrapping_add(1);
-        forward(target, Lookup(deliveries));
+        forward(target, Lookup(jobs));
+    }
+
+    // --- settling ---------------------------------------------------------
+
+    /// Records the ids found in the results file at start as published.
+    fn mark(&mut self, ctx: &mut Context<Self>) {
+        if self.marked || self.marking {
+            return;
+        }
+        let (Some(q), Some(items)) = (self.queue.clone(), self.to_mark.clone()) else { return };
+        self.marking = true;
+        let fut = async move { q.mark_published(&items).await.map(|()| items.len()) };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.marking = false;
+            match res {
+                Ok(n) => {
+                    if n > 0 {
+                        info!(act.log, "recorded results written before the last stop as published"; "ids" => n);
+                    }
+                    act.to_mark = None;
+                    act.marked = true;
+                    act.kick(ctx);
+                }
+                Err(e) => act.fail(ctx, "mark", e),
+            }
+        }));
     }
 
     fn settle(&mut self, ctx: &mut Context<Self>) {
@@ -209,44 +378,71 @@ impl QueueReader {
         let Some(q) = self.queue.clone() else { return };
         self.settling = true;
         let batch = std::mem::take(&mut self.to_settle);
+        let waiters = std::mem::take(&mut self.durable_waiters);
         let fut = async move {
             let res = q.settle(&batch).await;
-            (batch, res)
+            (batch, waiters, res)
         };
-        ctx.spawn(fut.into_actor(self).map(|(batch, res), act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|(batch, waiters, res), act, ctx| {
             act.settling = false;
             match res {
                 Ok(()) => {
-                    act.settled(&batch);
-                    act.settle(ctx);
-                    act.fetch(ctx);
+                    for w in waiters {
+                        let _ = w.send(());
+                    }
+                    act.settled(batch);
+                    act.kick(ctx);
                 }
                 Err(e) => {
                     // Keep them, in order, for the retry after reconnecting.
                     let mut batch = batch;
                     batch.append(&mut act.to_settle);
                     act.to_settle = batch;
+                    let mut waiters = waiters;
+                    waiters.append(&mut act.durable_waiters);
+                    act.durable_waiters = waiters;
                     act.fail(ctx, "settle", e);
                 }
             }
         }));
     }
 
-    fn settled(&mut self, batch: &[Settled]) {
+    fn settled(&mut self, batch: Vec<Settled>) {
+        let n = batch.len();
         for s in batch {
             if let Receipt::List(payload) = &s.delivery.receipt {
-                if let Some(n) = self.in_flight.get_mut(payload) {
-                    *n -= 1;
-                    if *n == 0 {
+                if let Some(count) = self.in_flight.get_mut(payload) {
+                    *count -= 1;
+                    if *count == 0 {
                         self.in_flight.remove(payload);
                     }
                 }
             }
             self.metrics.count(s.outcome.kind(), 1);
+            if let Some(id) = s.task_id {
+                self.release_claim(id);
+            }
         }
-        self.in_flight_count = self.in_flight_count.saturating_sub(batch.len());
+        self.in_flight_count = self.in_flight_count.saturating_sub(n);
         self.metrics.in_flight.store(self.in_flight_count as u64, Ordering::Relaxed);
         self.check_drained();
+    }
+
+    /// The first copy of an id is settled: the next parked copy takes the claim
+    /// (its done record, if the first was published, makes it a duplicate).
+    fn release_claim(&mut self, id: String) {
+        match self.parked.get_mut(&id) {
+            Some(waiting) if !waiting.is_empty() => {
+                let next = waiting.remove(0);
+                if waiting.is_empty() {
+                    self.parked.remove(&id);
+                }
+                self.unchecked.push(next);
+            }
+            _ => {
+                self.claimed.remove(&id);
+            }
+        }
     }
 
     /// Drained: nothing in flight and no fetch that could still bring a task.
@@ -267,8 +463,11 @@ impl Actor for QueueReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let delay =
-            if self.backoff.failures() == 0 && !self.reconnecting { Duration::ZERO } else { self.backoff.next_delay() };
+        let delay = if self.reconnecting {
+            self.backoff.next_delay_capped(self.last_failure.max_backoff())
+        } else {
+            Duration::ZERO
+        };
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
 }
@@ -277,7 +476,10 @@ impl Supervised for QueueReader {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.queue = None;
         self.fetching = false;
+        self.checking = false;
         self.settling = false;
+        self.marking = false;
+        self.intake_timer = None;
         self.reconnecting = true;
     }
 }
@@ -295,10 +497,19 @@ impl Handler<AttachLookups> for QueueReader {
     }
 }
 
+impl Handler<Recovered> for QueueReader {
+    type Result = ();
+    fn handle(&mut self, msg: Recovered, ctx: &mut Context<Self>) {
+        self.to_mark = Some(msg.0);
+        self.mark(ctx);
+    }
+}
+
 impl Handler<Settle> for QueueReader {
     type Result = ();
     fn handle(&mut self, msg: Settle, ctx: &mut Context<Self>) {
-        self.to_settle.extend(msg.0);
+        self.to_settle.extend(msg.items);
+        self.durable_waiters.extend(msg.durable);
         self.settle(ctx);
     }
 }

@@ -4,32 +4,46 @@
 //! group commit: while one write+fsync runs (on a blocking thread), new
 //! records gather, and the next write takes them all. Only after the fsync
 //! returns are the tasks sent on as settled, so a task leaves Redis only once
-//! its line is on disk.
+//! its line is on disk. When Redis confirms a batch settled, the checkpoint
+//! beside the file moves past it. At start it repairs the file and reports
+//! the lines after the checkpoint ([`Recovered`]), so that a task whose line
+//! was written just before a crash gets no second line.
 //!
-//! **Messages.** In: [`Record`]. Out: [`Settle`].
+//! **Messages.** In: [`Record`]. Out: [`Settle`], [`Recovered`] (once).
 //!
 //! **Failure.** A failed open, write or fsync (disk full, I/O error) puts the
 //! batch back at the head of the buffer, truncates any partial write, and
 //! stops the actor; its `Supervisor` restarts it, and `started()` reopens the
-//! file after a full-jitter backoff. Publishing goes on until the QueueReader's
-//! in-flight bound pauses intake.
+//! file after a full-jitter backoff ([`crate::failure::classify_disk`]). The
+//! QueueReader pauses intake while the disk is marked failing.
 //!
-//! **A restart resets** the file handle. The buffered records stay.
+//! **A restart resets** the file handle. The buffered records and the
+//! bookkeeping of unsettled batches stay.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
-use slog::{info, warn, Logger};
+use slog::{error, info, warn, Logger};
+use tokio::sync::oneshot;
 
 use super::queue_reader::QueueReader;
 use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
 use crate::config::Settings;
-use crate::messages::{Outcome, Published, Record, Settle, Settled};
+use crate::failure::{classify_disk, Failure};
+use crate::messages::{Outcome, Published, Record, Recovered, Settle, Settled};
 use crate::metrics::{Dependency, Metrics};
-use crate::results::{Line, ResultsFile};
+use crate::results::{write_checkpoint, Line, ResultsFile};
+
+/// A written batch, waiting for Redis to confirm it settled.
+struct Written {
+    seq: u64,
+    end: u64,
+    settled: bool,
+}
 
 pub struct ResultWriter {
     settings: Arc<Settings>,
@@ -39,7 +53,17 @@ pub struct ResultWriter {
     file: Option<ResultsFile>,
     buffer: Vec<Published>,
     writing: bool,
+    reported: bool,
+    written: VecDeque<Written>,
+    next_seq: u64,
+    /// The offset up to which every line is settled, and whether the file
+    /// beside the results needs updating.
+    checkpoint: u64,
+    checkpoint_dirty: bool,
+    checkpointing: bool,
     backoff: Backoff,
+    last_failure: Failure,
+    restarted: bool,
     log_limit: LogLimiter,
 }
 
@@ -53,38 +77,69 @@ impl ResultWriter {
             file: None,
             buffer: Vec::new(),
             writing: false,
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            reported: false,
+            written: VecDeque::new(),
+            next_seq: 0,
+            checkpoint: 0,
+            checkpoint_dirty: false,
+            checkpointing: false,
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
+            last_failure: Failure::Unavailable,
+            restarted: false,
             log_limit: LogLimiter::default(),
         }
     }
 
     fn open(&mut self, ctx: &mut Context<Self>) {
         let path = self.settings.output.path.clone();
-        let fut = async move { actix_rt::task::spawn_blocking(move || ResultsFile::open(&path)).await };
+        let scan = !self.reported;
+        let fut = async move {
+            actix_rt::task::spawn_blocking(move || {
+                let (mut file, removed) = ResultsFile::open(&path)?;
+                let unsettled = if scan { file.unsettled()? } else { Vec::new() };
+                Ok::<_, std::io::Error>((file, removed, unsettled))
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+        };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok((file, removed))) => {
+            Ok((file, removed, unsettled)) => {
                 if removed > 0 {
                     warn!(act.log, "removed a partial last line left by a crash"; "bytes" => removed,
                         "path" => %file.path().display());
                 }
-                info!(act.log, "results file open"; "path" => %file.path().display());
+                info!(act.log, "results file open"; "path" => %file.path().display(),
+                    "lines_after_checkpoint" => unsettled.len());
                 act.file = Some(file);
                 act.backoff.reset();
                 act.log_limit.reset();
                 act.metrics.up(Dependency::Disk);
+                if !act.reported {
+                    act.reported = true;
+                    forward(&act.queue_reader, Recovered(unsettled));
+                }
                 act.write(ctx);
             }
-            Ok(Err(e)) => act.fail(ctx, "open", e.to_string()),
-            Err(e) => act.fail(ctx, "open", e.to_string()),
+            Err(e) => act.fail(ctx, "open", e),
         }));
     }
 
-    fn fail(&mut self, ctx: &mut Context<Self>, during: &'static str, error: String) {
-        self.metrics.down(Dependency::Disk, format!("{during}: {error}"));
-        self.metrics.retry(Dependency::Disk, during);
+    fn fail(&mut self, ctx: &mut Context<Self>, during: &'static str, e: std::io::Error) {
+        let failure = classify_disk(&e);
+        self.last_failure = failure;
+        self.metrics.down(Dependency::Disk, format!("{during}: {e}"));
+        self.metrics.retry(Dependency::Disk, failure.label());
         if let Some(suppressed) = self.log_limit.allow(Duration::from_secs(10)) {
-            warn!(self.log, "results file failed; results wait in memory"; "during" => during, "error" => error,
-                "buffered" => self.buffer.len(), "similar_errors_suppressed" => suppressed);
+            let path = self.settings.output.path.display().to_string();
+            if failure == Failure::Misconfigured {
+                error!(self.log, "cannot write the results file; fix its path or permissions"; "path" => path,
+                    "during" => during, "error" => %e, "buffered" => self.buffer.len(),
+                    "similar_errors_suppressed" => suppressed);
+            } else {
+                warn!(self.log, "results file failed; results wait in memory"; "path" => path, "during" => during,
+                    "error" => %e, "failure" => failure.label(), "buffered" => self.buffer.len(),
+                    "similar_errors_suppressed" => suppressed);
+            }
         }
         self.file = None;
         ctx.stop();
@@ -107,41 +162,91 @@ impl ResultWriter {
         let fut = async move {
             actix_rt::task::spawn_blocking(move || {
                 let res = file.append(&bytes);
-                (file, res)
+                (Some(file), res)
             })
             .await
+            .unwrap_or_else(|e| (None, Err(std::io::Error::other(e.to_string()))))
         };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |(file, res), act, ctx| {
             act.writing = false;
-            match res {
-                Ok((file, Ok(()))) => {
+            match (file, res) {
+                (Some(file), Ok(end)) => {
                     act.file = Some(file);
                     act.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
-                    let settled = batch
-                        .into_iter()
-                        .map(|p| Settled {
-                            outcome: Outcome::Published { id: p.found.task.id.clone(), url: p.url },
-                            delivery: p.found.delivery,
-                        })
-                        .collect();
-                    forward(&act.queue_reader, Settle(settled));
+                    act.settle(ctx, batch, end);
                     act.write(ctx);
                 }
-                Ok((_, Err(e))) => {
-                    act.requeue(batch);
-                    act.fail(ctx, "write", e.to_string());
-                }
-                Err(e) => {
-                    act.requeue(batch);
-                    act.fail(ctx, "write", e.to_string());
+                (_, res) => {
+                    let e = res.err().unwrap_or_else(|| std::io::Error::other("the file handle was lost"));
+                    let mut batch = batch;
+                    batch.append(&mut act.buffer);
+                    act.buffer = batch;
+                    act.fail(ctx, "write", e);
                 }
             }
         }));
     }
 
-    fn requeue(&mut self, mut batch: Vec<Published>) {
-        batch.append(&mut self.buffer);
-        self.buffer = batch;
+    /// Hands a durable batch to the QueueReader, and learns when Redis has it.
+    fn settle(&mut self, ctx: &mut Context<Self>, batch: Vec<Published>, end: u64) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.written.push_back(Written { seq, end, settled: false });
+        let items = batch
+            .into_iter()
+            .map(|p| Settled {
+                task_id: Some(p.found.task.id.clone()),
+                outcome: Outcome::Published { url: p.url },
+                delivery: p.found.delivery,
+            })
+            .collect();
+        let (tx, rx) = oneshot::channel();
+        let queue_reader = self.queue_reader.clone();
+        let me = ctx.address();
+        actix_rt::spawn(async move {
+            if queue_reader.send(Settle { items, durable: Some(tx) }).await.is_ok() && rx.await.is_ok() {
+                let _ = me.send(BatchSettled(seq)).await;
+            }
+        });
+    }
+
+    fn save_checkpoint(&mut self, ctx: &mut Context<Self>) {
+        if self.checkpointing || !self.checkpoint_dirty {
+            return;
+        }
+        self.checkpointing = true;
+        self.checkpoint_dirty = false;
+        let (path, offset) = (self.settings.output.path.clone(), self.checkpoint);
+        let fut = async move { actix_rt::task::spawn_blocking(move || write_checkpoint(&path, offset)).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.checkpointing = false;
+            if !matches!(res, Ok(Ok(()))) {
+                // Harmless: a stale checkpoint only means more to read at start.
+                act.checkpoint_dirty = true;
+            }
+            act.save_checkpoint(ctx);
+        }));
+    }
+}
+
+/// Redis confirmed that the batch with this sequence number is settled.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct BatchSettled(u64);
+
+impl Handler<BatchSettled> for ResultWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: BatchSettled, ctx: &mut Context<Self>) {
+        if let Some(w) = self.written.iter_mut().find(|w| w.seq == msg.0) {
+            w.settled = true;
+        }
+        while self.written.front().is_some_and(|w| w.settled) {
+            let w = self.written.pop_front().expect("checked");
+            self.checkpoint = w.end;
+            self.checkpoint_dirty = true;
+        }
+        self.save_checkpoint(ctx);
     }
 }
 
@@ -149,7 +254,11 @@ impl Actor for ResultWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let delay = if self.backoff.failures() == 0 { Duration::ZERO } else { self.backoff.next_delay() };
+        let delay = if self.restarted {
+            self.backoff.next_delay_capped(self.last_failure.max_backoff())
+        } else {
+            Duration::ZERO
+        };
         ctx.run_later(delay, |act, ctx| act.open(ctx));
     }
 }
@@ -158,9 +267,9 @@ impl Supervised for ResultWriter {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.file = None;
         self.writing = false;
-        if self.backoff.failures() == 0 {
-            let _ = self.backoff.next_delay();
-        }
+        self.checkpointing = false;
+        self.checkpoint_dirty = true;
+        self.restarted = true;
     }
 }
 

@@ -1,10 +1,18 @@
-//! QueueReader -> LookupActor: tasks taken from the queue, not yet parsed.
+//! QueueReader -> LookupActor: parsed tasks whose id is not yet published.
 
 use actix::Message;
 
 use super::Delivery;
+use crate::task::Task;
 
-/// Parse these tasks and look their devices up.
+/// A task taken from the queue and parsed.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub delivery: Delivery,
+    pub task: Task,
+}
+
+/// Look these tasks' devices up.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Lookup(pub Vec<Delivery>);
+pub struct Lookup(pub Vec<Job>);

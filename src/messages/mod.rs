@@ -8,7 +8,8 @@
 //!
 //! A task travels as a [`Delivery`] (how to acknowledge it, and the payload as
 //! received) until its outcome is final; [`Settle`] hands it back to the
-//! QueueReader, which removes it from Redis.
+//! QueueReader, which removes it from Redis. At start the ResultWriter sends
+//! [`Recovered`]: results written just before a crash.
 
 mod control;
 mod delivery;
@@ -19,7 +20,7 @@ mod settle;
 
 pub use control::{Drained, Release, StopIntake};
 pub use delivery::{Delivery, Payload, Receipt};
-pub use lookup::Lookup;
+pub use lookup::{Job, Lookup};
 pub use publish::{Found, Publish};
-pub use record::{Published, Record};
+pub use record::{Published, Record, Recovered};
 pub use settle::{Outcome, Settle, Settled};

@@ -1,4 +1,6 @@
-//! PublisherActor -> ResultWriter: tasks with the URL of their paste.
+//! PublisherActor -> ResultWriter: tasks with the URL of their paste; and
+//! ResultWriter -> QueueReader at start: what the results file holds that
+//! Redis may not know yet.
 
 use actix::Message;
 
@@ -14,3 +16,10 @@ pub struct Published {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Record(pub Vec<Published>);
+
+/// Sent once at start: (id, url) of the lines written after the last
+/// checkpoint, whose tasks may not have been settled before a crash. The
+/// QueueReader records them as published before it takes any task.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Recovered(pub Vec<(String, String)>);
