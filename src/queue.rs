@@ -188,9 +188,10 @@ impl ListQueue {
         Ok(item.map(Bytes::from))
     }
 
-    /// Settles a batch in one transaction: dead letters and done records are
-    /// written in the same MULTI that removes the tasks from processing.
-    pub async fn settle(&self, batch: &[Settled]) -> redis::RedisResult<()> {
+    /// The transaction that settles a batch: dead letters and done records
+    /// are written in the same MULTI that removes the tasks from processing.
+    /// Built apart from running it, so the batch can stay with its owner.
+    pub fn settle_pipeline(&self, batch: &[Settled]) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         pipe.atomic();
         let ttl = self.dedup_ttl.as_secs().max(1);
@@ -209,6 +210,11 @@ impl ListQueue {
                 pipe.cmd("LREM").arg(&self.keys.processing).arg(-1).arg(&payload[..]).ignore();
             }
         }
+        pipe
+    }
+
+    /// Runs a pipeline built by this queue.
+    pub async fn run(&self, pipe: redis::Pipeline) -> redis::RedisResult<()> {
         let mut c = self.conn.clone();
         pipe.query_async(&mut c).await
     }
@@ -229,7 +235,7 @@ impl ListQueue {
     }
 
     /// Which of these task ids were already published (their record is kept).
-    pub async fn published(&self, ids: &[&str]) -> redis::RedisResult<Vec<bool>> {
+    pub async fn published(&self, ids: &[String]) -> redis::RedisResult<Vec<bool>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }

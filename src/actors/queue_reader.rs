@@ -68,10 +68,16 @@ pub struct QueueReader {
     /// Ids being worked on; a second task with the same id is parked.
     claimed: HashSet<String>,
     parked: HashMap<String, Vec<Job>>,
-    /// Parsed, claimed, not yet checked against done records.
+    /// Parsed, claimed, not yet checked against done records; and those whose
+    /// check runs now. Work stays in the struct while a future works on it:
+    /// a failure elsewhere cancels that future, and `restarting()` puts the
+    /// work back.
     unchecked: Vec<Job>,
+    in_check: Vec<Job>,
     to_settle: Vec<Settled>,
     durable_waiters: Vec<oneshot::Sender<()>>,
+    in_settle: Vec<Settled>,
+    in_settle_waiters: Vec<oneshot::Sender<()>>,
     /// Results found in the file at start, to record as done before intake.
     /// `None` until the ResultWriter has reported.
     to_mark: Option<Vec<(String, String)>>,
@@ -108,8 +114,11 @@ impl QueueReader {
             claimed: HashSet::new(),
             parked: HashMap::new(),
             unchecked: Vec::new(),
+            in_check: Vec::new(),
             to_settle: Vec::new(),
             durable_waiters: Vec::new(),
+            in_settle: Vec::new(),
+            in_settle_waiters: Vec::new(),
             to_mark: None,
             marked: false,
             fetching: false,
@@ -300,16 +309,14 @@ impl QueueReader {
         }
         let Some(q) = self.queue.clone() else { return };
         self.checking = true;
-        let jobs = std::mem::take(&mut self.unchecked);
-        let fut = async move {
-            let ids: Vec<&str> = jobs.iter().map(|j| j.task.id.as_str()).collect();
-            let res = q.published(&ids).await;
-            (jobs, res)
-        };
-        ctx.spawn(fut.into_actor(self).map(|(jobs, res), act, ctx| {
+        self.in_check = std::mem::take(&mut self.unchecked);
+        let ids: Vec<String> = self.in_check.iter().map(|j| j.task.id.clone()).collect();
+        let fut = async move { q.published(&ids).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.checking = false;
             match res {
                 Ok(done) => {
+                    let jobs = std::mem::take(&mut act.in_check);
                     let mut fresh = Vec::with_capacity(jobs.len());
                     for (job, done) in jobs.into_iter().zip(done) {
                         if done {
@@ -326,12 +333,7 @@ impl QueueReader {
                     act.dispatch(fresh);
                     act.kick(ctx);
                 }
-                Err(e) => {
-                    let mut jobs = jobs;
-                    jobs.append(&mut act.unchecked);
-                    act.unchecked = jobs;
-                    act.fail(ctx, "check", e);
-                }
+                Err(e) => act.fail(ctx, "check", e),
             }
         }));
     }
@@ -377,32 +379,23 @@ impl QueueReader {
         }
         let Some(q) = self.queue.clone() else { return };
         self.settling = true;
-        let batch = std::mem::take(&mut self.to_settle);
-        let waiters = std::mem::take(&mut self.durable_waiters);
-        let fut = async move {
-            let res = q.settle(&batch).await;
-            (batch, waiters, res)
-        };
-        ctx.spawn(fut.into_actor(self).map(|(batch, waiters, res), act, ctx| {
+        self.in_settle = std::mem::take(&mut self.to_settle);
+        self.in_settle_waiters = std::mem::take(&mut self.durable_waiters);
+        let pipe = q.settle_pipeline(&self.in_settle);
+        let fut = async move { q.run(pipe).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.settling = false;
             match res {
                 Ok(()) => {
-                    for w in waiters {
+                    for w in act.in_settle_waiters.drain(..) {
                         let _ = w.send(());
                     }
+                    let batch = std::mem::take(&mut act.in_settle);
                     act.settled(batch);
                     act.kick(ctx);
                 }
-                Err(e) => {
-                    // Keep them, in order, for the retry after reconnecting.
-                    let mut batch = batch;
-                    batch.append(&mut act.to_settle);
-                    act.to_settle = batch;
-                    let mut waiters = waiters;
-                    waiters.append(&mut act.durable_waiters);
-                    act.durable_waiters = waiters;
-                    act.fail(ctx, "settle", e);
-                }
+                // The batch is still in `in_settle`; `restarting()` requeues it.
+                Err(e) => act.fail(ctx, "settle", e),
             }
         }));
     }
@@ -474,6 +467,16 @@ impl Actor for QueueReader {
 
 impl Supervised for QueueReader {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // Work whose future was cancelled goes back to the head of its line.
+        let mut settle = std::mem::take(&mut self.in_settle);
+        settle.append(&mut self.to_settle);
+        self.to_settle = settle;
+        let mut waiters = std::mem::take(&mut self.in_settle_waiters);
+        waiters.append(&mut self.durable_waiters);
+        self.durable_waiters = waiters;
+        let mut check = std::mem::take(&mut self.in_check);
+        check.append(&mut self.unchecked);
+        self.unchecked = check;
         self.queue = None;
         self.fetching = false;
         self.checking = false;

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_paste;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -275,7 +277,9 @@ pub fn run_cli(config: &Path, args: &[&str]) -> (ExitStatus, String, String) {
     (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// A config file for these servers; `extra` is appended (more sections or keys).
+/// A config file for these servers. `extra` goes right after the
+/// `[publisher]` keys: plain `key = value` lines set publisher keys, and
+/// `[section]` headers start other sections.
 pub fn write_config(dir: &Path, redis: &Redis, ch: &ClickHouse, paste_url: &str, extra: &str) -> PathBuf {
     let path = dir.join("config.toml");
     let text = format!(
@@ -293,6 +297,7 @@ url = "{paste_url}"
 api_dev_key = "test-key"
 backoff_base = "20ms"
 backoff_max = "500ms"
+{extra}
 
 [output]
 path = "{out}"
@@ -303,8 +308,6 @@ listen = "127.0.0.1:{http}"
 [log]
 format = "json"
 level = "debug"
-
-{extra}
 "#,
         redis = redis.url(),
         ch = ch.url(),
