@@ -318,9 +318,12 @@ level = "debug"
     path
 }
 
+/// The complete lines of the results file. A line still being appended (no
+/// newline yet) is not a result yet; any complete line must parse.
 pub fn results(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("results.jsonl"))
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(dir.join("results.jsonl")).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad results line {l:?}: {e}")))
         .collect()
