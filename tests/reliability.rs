@@ -391,3 +391,59 @@ fn hostile_input_is_dead_lettered_and_the_daemon_goes_on() {
     stop(d);
     assert_eq!(w.result_ids(), ["good"]);
 }
+
+/// The results file on a tiny tmpfs that fills up: writes fail with ENOSPC,
+/// intake pauses, nothing is lost or dead-lettered, and everything is written
+/// once space returns. Needs root for `mount`; skipped elsewhere.
+#[test]
+fn full_disk_pauses_and_resumes() {
+    let paste = FakePaste::start(|_, _| Answer::Create);
+    let mut w = World::new(&paste.api_url(), false, "");
+    let disk = w.dir.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    // Fill the disk but for a few KiB.
+    let filler = disk.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 250 * 1024]);
+    let config = std::fs::read_to_string(&w.config).unwrap().replace(
+        &format!("path = \"{}\"", w.dir.path().join("results.jsonl").display()),
+        &format!("path = \"{}\"", disk.join("results.jsonl").display()),
+    );
+    std::fs::write(&w.config, config).unwrap();
+    w.enqueue_with(300, 1.0, 0.0, 8);
+    let hits = w.queued_hits();
+    let d = w.daemon();
+    wait_until("the full disk to be noticed", Duration::from_secs(30), || d.log_text().contains("results file failed"));
+    assert_eq!(w.redis_len(&format!("{QUEUE}:dead")), 0);
+    std::fs::remove_file(&filler).unwrap();
+    let lines = || {
+        let text = std::fs::read_to_string(disk.join("results.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    wait_until("every result written after space returned", Duration::from_secs(30), || {
+        lines().len() == hits.len() && w.redis_len(QUEUE) == 0 && w.processing() == 0
+    });
+    stop(d);
+    let ids = lines();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "an id written twice");
+    assert_eq!(ids.into_iter().collect::<HashSet<_>>(), hits);
+    assert!(w.result_ids().is_empty());
+    assert_eq!(w.redis_len(&format!("{QUEUE}:dead")), 0);
+}
