@@ -17,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod failure;
 pub mod gen;
+pub mod http;
 pub mod logging;
 pub mod messages;
 pub mod metrics;

@@ -103,9 +103,31 @@ fn end_to_end_list_mode() {
         let dead: usize = conn.llen(format!("{QUEUE}:dead")).unwrap();
         queued == 0 && dead == malformed && results(dir.path()).len() == hits.len() && processing_len(&mut conn) == 0
     });
+    // The metrics tell the same story, in valid Prometheus text.
+    let m = scrape(&config);
+    assert_eq!(m["device_lookup_tasks_total{outcome=published}"], hits.len() as f64);
+    assert_eq!(m["device_lookup_tasks_total{outcome=not_found}"], misses as f64);
+    assert_eq!(m["device_lookup_tasks_total{outcome=dead}"], malformed as f64);
+    assert_eq!(m["device_lookup_tasks_total{outcome=duplicate}"], 0.0);
+    assert_eq!(m["device_lookup_in_flight{}"], 0.0);
+    assert_eq!(m["device_lookup_publish_attempts_total{}"], hits.len() as f64);
+    assert_eq!(m["device_lookup_dependency_failing{dependency=clickhouse}"], 0.0);
+    let (status, body) = readyz(&config);
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http_get(&format!("{}/healthz", http_base(&config))).unwrap();
+    assert_eq!(status, 200);
+
     daemon.sigterm();
     let status = daemon.wait(Duration::from_secs(30));
     assert!(status.success(), "exit {status:?}\n{}", daemon.log_text());
+
+    // Logs: one JSON object per line, with a message and a level, and no secret.
+    let log = daemon.log_text();
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["msg"].is_string() && v["level"].is_string() && v["ts"].is_string(), "{line}");
+    }
+    assert!(log.lines().any(|l| l.contains("\"task_id\"")), "per-task records carry the task id");
 
     // Every hit published once, with the right content.
     let pastes = paste.pastes();

@@ -201,9 +201,14 @@ fn refused_key_stops_intake_and_keeps_every_task() {
     assert_eq!(w.redis_len(QUEUE) + w.processing(), 100, "every task is kept in Redis");
     let log = d.log_text();
     assert!(!log.contains("test-key"), "the key leaked into the log");
+    let (status, body) = readyz(&w.config);
+    assert_eq!(status, 503, "not ready while refused");
+    assert!(body["problems"]["paste_service"].as_str().unwrap().contains("invalid api_dev_key"), "{body}");
+    assert_eq!(scrape(&w.config)["device_lookup_paste_refused{}"], 1.0);
 
     paste.set(|_, _| Answer::Create);
     w.wait_done(hits.len(), Duration::from_secs(30));
+    assert_eq!(readyz(&w.config).0, 200, "ready again once the key works");
     stop(d);
     w.assert_exactly(&hits);
 }
@@ -247,9 +252,14 @@ fn clickhouse_outage_mid_run() {
     wait_until("some progress", Duration::from_secs(30), || w.result_ids().len() >= 100);
     w.ch.stop();
     wait_until("the outage to be noticed", Duration::from_secs(20), || d.log_text().contains("ClickHouse failed"));
+    let (status, body) = readyz(&w.config);
+    assert_eq!(status, 503, "not ready while ClickHouse is down");
+    assert!(body["problems"]["clickhouse"].is_string(), "{body}");
+    assert_eq!(scrape(&w.config)["device_lookup_dependency_failing{dependency=clickhouse}"], 1.0);
     std::thread::sleep(Duration::from_secs(3)); // the outage
     let restarted = Instant::now();
     w.ch.restart();
+    wait_until("ready again", Duration::from_secs(10), || readyz(&w.config).0 == 200);
     w.wait_done(hits.len(), Duration::from_secs(60));
     let resumed_in = restarted.elapsed();
     stop(d);

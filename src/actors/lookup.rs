@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use slog::{error, info, warn, Logger};
@@ -151,11 +151,15 @@ impl LookupActor {
         let mut keys: Vec<(u32, u64)> = self.pending.iter().take(n).map(|j| j.task.device_key()).collect();
         keys.sort_unstable();
         keys.dedup();
+        let started = Instant::now();
+        let devices = keys.len();
         let fut = async move { db.lookup(column, &keys).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.querying = false;
             match res {
                 Ok(found) => {
+                    act.metrics.lookup_seconds.observe_duration(started.elapsed());
+                    act.metrics.lookup_batch_size.observe(devices as f64);
                     act.metrics.lookup_batches.fetch_add(1, Ordering::Relaxed);
                     act.metrics.lookup_rows.fetch_add(n as u64, Ordering::Relaxed);
                     let mut hits = Vec::new();

@@ -6,6 +6,8 @@
 //! Every actor is started through `Supervisor`, so an actor that stops on a
 //! dependency failure is restarted with the same struct (see [`super`]).
 //!
+//! The HTTP endpoints ([`crate::http`]) run on the system arbiter too.
+//!
 //! Shutdown (SIGTERM or SIGINT): stop intake; wait up to
 //! `daemon.shutdown_timeout` for every task in flight to be settled (its line
 //! is then already fsynced); return whatever is left in this consumer's
@@ -33,7 +35,13 @@ pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
     let consumer =
         if settings.redis.consumer.is_empty() { unique_consumer_name() } else { settings.redis.consumer.clone() };
     info!(log, "starting"; "consumer" => &consumer, "version" => env!("CARGO_PKG_VERSION"),
-        "lookup_workers" => settings.lookup.workers, "max_in_flight" => settings.daemon.max_in_flight);
+        "lookup_workers" => settings.lookup.workers, "max_in_flight" => settings.daemon.max_in_flight,
+        "http" => %settings.http.listen);
+    let http = crate::http::server(settings.clone(), metrics.clone()).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on http.listen {}: {e}", settings.http.listen))
+    })?;
+    let http_handle = http.handle();
+    actix_rt::spawn(http);
 
     let queue_reader = {
         let (s, l, m) = (settings.clone(), log.clone(), metrics.clone());
@@ -76,6 +84,7 @@ pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
     let counts: Vec<String> =
         TaskOutcome::ALL.iter().map(|o| format!("{}={}", o.label(), metrics.outcome(*o))).collect();
     info!(log, "stopped"; "tasks" => counts.join(" "));
+    http_handle.stop(true).await;
     for a in arbiters {
         a.stop();
     }

@@ -133,6 +133,7 @@ impl PublisherActor {
             if let Some(limiter) = &self.limiter {
                 if let Err(not_until) = limiter.check() {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    self.metrics.rate_limit_wait(wait);
                     return self.wake_at(ctx, now + wait);
                 }
             }
@@ -199,7 +200,11 @@ impl PublisherActor {
                 .await
                 .unwrap_or_else(|_| Verdict::Transient(format!("no complete answer within {timeout:?}")))
         };
-        ctx.spawn(fut.into_actor(self).map(move |verdict, act, ctx| act.answered(ctx, id, verdict)));
+        let started = Instant::now();
+        ctx.spawn(fut.into_actor(self).map(move |verdict, act, ctx| {
+            act.metrics.publish_seconds.observe_duration(started.elapsed());
+            act.answered(ctx, id, verdict)
+        }));
     }
 
     fn answered(&mut self, ctx: &mut Context<Self>, id: u64, verdict: Verdict) {

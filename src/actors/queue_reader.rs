@@ -411,7 +411,11 @@ impl QueueReader {
                     }
                 }
             }
+            let took = s.delivery.taken_at.elapsed();
             self.metrics.count(s.outcome.kind(), 1);
+            self.metrics.task_seconds.observe_duration(took);
+            debug!(self.log, "settled"; "task_id" => s.task_id.as_deref().unwrap_or("-"),
+                "outcome" => s.outcome.kind().label(), "ms" => took.as_millis() as u64);
             if let Some(id) = s.task_id {
                 self.release_claim(id);
             }

@@ -320,6 +320,44 @@ level = "debug"
 
 /// The complete lines of the results file. A line still being appended (no
 /// newline yet) is not a result yet; any complete line must parse.
+/// The base URL of the daemon's HTTP endpoints, from its config file.
+pub fn http_base(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).unwrap();
+    let listen = text.lines().find_map(|l| l.strip_prefix("listen = ")).expect("http.listen in the config");
+    format!("http://{}", listen.trim_matches('"'))
+}
+
+/// `/metrics`, parsed as Prometheus text: (name, labels as `k=v,...`) -> value.
+pub fn scrape(config: &Path) -> std::collections::HashMap<String, f64> {
+    let (status, body) = http_get(&format!("{}/metrics", http_base(config))).unwrap();
+    assert_eq!(status, 200);
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    parsed
+        .samples
+        .into_iter()
+        .filter_map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => return None,
+            };
+            let mut labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            labels.sort();
+            Some((format!("{}{{{}}}", s.metric, labels.join(",")), value))
+        })
+        .collect()
+}
+
+/// `/readyz`: (status, body as JSON); status 0 while nothing listens yet.
+pub fn readyz(config: &Path) -> (u16, serde_json::Value) {
+    match http_get(&format!("{}/readyz", http_base(config))) {
+        Ok((status, body)) => (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)),
+        Err(_) => (0, serde_json::Value::Null),
+    }
+}
+
 pub fn results(dir: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(dir.join("results.jsonl")).unwrap_or_default();
     let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
