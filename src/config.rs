@@ -85,6 +85,7 @@ struct RawRedis {
     block: String,
     response_timeout: String,
     dedup_ttl: String,
+    max_deliveries: u64,
 }
 
 impl Default for RawRedis {
@@ -100,6 +101,7 @@ impl Default for RawRedis {
             block: "1s".into(),
             response_timeout: "5s".into(),
             dedup_ttl: "24h".into(),
+            max_deliveries: 10,
         }
     }
 }
@@ -286,6 +288,8 @@ pub struct RedisSettings {
     pub block: Duration,
     pub response_timeout: Duration,
     pub dedup_ttl: Duration,
+    /// Stream mode: an entry delivered this many times is dead-lettered.
+    pub max_deliveries: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -485,6 +489,7 @@ impl RawConfig {
                 Duration::from_millis(10),
             )?,
             dedup_ttl: duration_at_least("redis.dedup_ttl", &r.dedup_ttl, Duration::from_secs(1))?,
+            max_deliveries: range("redis.max_deliveries", r.max_deliveries, 1, 1000)? as u32,
         };
 
         let c = self.clickhouse;

@@ -43,14 +43,14 @@ use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
 use crate::config::{redact_url, Settings};
 use crate::failure::{classify_redis_error, Failure};
-use crate::messages::{
-    Delivery, Drained, Job, Lookup, Outcome, Receipt, Recovered, Release, Settle, Settled, StopIntake,
-};
+use crate::messages::{Delivery, Drained, Job, Lookup, Outcome, Recovered, Release, Settle, Settled, StopIntake};
 use crate::metrics::{Dependency, Metrics};
-use crate::queue::ListQueue;
+use crate::queue::{Check, Queue};
 
 /// How often intake looks again while it is paused for a failing dependency.
 const PAUSED_POLL: Duration = Duration::from_millis(200);
+/// How soon an id that another consumer works on is checked again.
+const ELSEWHERE_RETRY: Duration = Duration::from_secs(1);
 
 pub struct QueueReader {
     settings: Arc<Settings>,
@@ -60,7 +60,7 @@ pub struct QueueReader {
     lookups: Vec<Addr<LookupActor>>,
     next_lookup: usize,
     /// `None` while disconnected.
-    queue: Option<ListQueue>,
+    queue: Option<Queue>,
 
     /// Receipts of tasks in flight (a multiset: identical payloads count twice).
     in_flight: HashMap<Bytes, usize>,
@@ -74,6 +74,9 @@ pub struct QueueReader {
     /// work back.
     unchecked: Vec<Job>,
     in_check: Vec<Job>,
+    /// Ids another consumer works on now; checked again after a while.
+    elsewhere: Vec<Job>,
+    elsewhere_timer: Option<SpawnHandle>,
     to_settle: Vec<Settled>,
     durable_waiters: Vec<oneshot::Sender<()>>,
     in_settle: Vec<Settled>,
@@ -115,6 +118,8 @@ impl QueueReader {
             parked: HashMap::new(),
             unchecked: Vec::new(),
             in_check: Vec::new(),
+            elsewhere: Vec::new(),
+            elsewhere_timer: None,
             to_settle: Vec::new(),
             durable_waiters: Vec::new(),
             in_settle: Vec::new(),
@@ -138,33 +143,45 @@ impl QueueReader {
         let settings = self.settings.clone();
         let consumer = self.consumer.clone();
         let reconcile = self.reconnecting.then(|| self.in_flight.clone());
+        let capacity = self.capacity();
         let fut = async move {
-            let q = ListQueue::connect(&settings.redis, &consumer).await?;
-            q.heartbeat().await?;
-            let recovered = q.recover_orphans().await?;
-            let reconciled = match reconcile {
+            let q = Queue::connect(&settings.redis, &consumer).await?;
+            let beat = q.heartbeat(Vec::new(), Vec::new(), capacity).await?;
+            let (reconciled, lost) = match reconcile {
                 Some(in_flight) => q.reconcile(&in_flight).await?,
-                None => 0,
+                None => (0, Vec::new()),
             };
-            Ok::<_, redis::RedisError>((q, recovered, reconciled))
+            Ok::<_, redis::RedisError>((q, beat, reconciled, lost))
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok((q, recovered, reconciled)) => {
+            Ok((q, beat, reconciled, lost)) => {
                 info!(act.log, "connected to Redis";
                     "url" => redact_url(act.settings.redis.url.expose()),
                     "queue" => &act.settings.redis.queue,
-                    "recovered_from_dead_consumers" => recovered,
-                    "returned_lost_fetches" => reconciled);
+                    "mode" => ?act.settings.redis.mode,
+                    "requeued_from_dead_consumers" => beat.requeued,
+                    "claimed_from_dead_consumers" => beat.reclaimed.len(),
+                    "lost_fetches" => reconciled);
                 act.queue = Some(q);
                 act.reconnecting = false;
                 act.backoff.reset();
                 act.log_limit.reset();
                 act.metrics.up(Dependency::Redis);
+                act.take(beat.reclaimed);
+                act.take(lost);
                 act.start_heartbeat(ctx);
                 act.kick(ctx);
             }
             Err(e) => act.fail(ctx, "connect", e),
         }));
+    }
+
+    /// How many more tasks intake may take now.
+    fn capacity(&self) -> usize {
+        if !self.intake_open || self.intake_paused().is_some() {
+            return 0;
+        }
+        self.settings.daemon.max_in_flight.saturating_sub(self.in_flight_count)
     }
 
     /// Restarts every piece of pending work that can run now.
@@ -200,13 +217,21 @@ impl QueueReader {
         let every = self.settings.redis.lease / 3;
         ctx.run_interval(every, |act, ctx| {
             let Some(q) = act.queue.clone() else { return };
-            let fut = async move {
-                q.heartbeat().await?;
-                q.recover_orphans().await
-            };
+            let claimed: Vec<String> = act.claimed.iter().cloned().collect();
+            let ours: Vec<Bytes> = act.in_flight.keys().cloned().collect();
+            let capacity = act.capacity();
+            let fut = async move { q.heartbeat(claimed, ours, capacity).await };
             ctx.spawn(fut.into_actor(act).map(|res, act, ctx| match res {
-                Ok(0) => {}
-                Ok(n) => info!(act.log, "returned tasks of a dead consumer to the queue"; "tasks" => n),
+                Ok(beat) => {
+                    if beat.requeued > 0 {
+                        info!(act.log, "returned tasks of a dead consumer to the queue"; "tasks" => beat.requeued);
+                    }
+                    if !beat.reclaimed.is_empty() {
+                        info!(act.log, "claimed tasks of a dead consumer"; "tasks" => beat.reclaimed.len());
+                        act.take(beat.reclaimed);
+                        act.kick(ctx);
+                    }
+                }
                 Err(e) => act.fail(ctx, "heartbeat", e),
             }));
         });
@@ -250,9 +275,9 @@ impl QueueReader {
             if !items.is_empty() {
                 return Ok(items);
             }
-            Ok(q.fetch_blocking(block).await?.into_iter().collect())
+            q.fetch_blocking(n, block).await
         };
-        ctx.spawn(fut.into_actor(self).map(|res: redis::RedisResult<Vec<Bytes>>, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|res: redis::RedisResult<Vec<Delivery>>, act, ctx| {
             act.fetching = false;
             match res {
                 Ok(items) => {
@@ -265,18 +290,24 @@ impl QueueReader {
         }));
     }
 
-    /// Counts fetched tasks in flight and sorts them: malformed to be
-    /// dead-lettered, the rest claimed or parked.
-    fn take(&mut self, items: Vec<Bytes>) {
+    /// Counts fetched tasks in flight and sorts them: malformed (or delivered
+    /// too often) to be dead-lettered, the rest claimed or parked.
+    fn take(&mut self, items: Vec<Delivery>) {
         if items.is_empty() {
             return;
         }
         debug!(self.log, "took tasks"; "count" => items.len());
         self.in_flight_count += items.len();
         self.metrics.in_flight.store(self.in_flight_count as u64, Ordering::Relaxed);
-        for payload in items {
-            *self.in_flight.entry(payload.clone()).or_default() += 1;
-            let delivery = Delivery::from_list(payload);
+        let max_deliveries = self.settings.redis.max_deliveries;
+        for delivery in items {
+            *self.in_flight.entry(delivery.receipt.key()).or_default() += 1;
+            if delivery.deliveries > max_deliveries {
+                let error = format!("delivered {} times without a final outcome", delivery.deliveries);
+                warn!(self.log, "task keeps coming back; dead-lettered"; "deliveries" => delivery.deliveries);
+                self.to_settle.push(Settled { delivery, task_id: None, outcome: Outcome::Dead { error } });
+                continue;
+            }
             match delivery.parse() {
                 Ok(task) => self.claim(Job { delivery, task }),
                 Err(e) => {
@@ -311,30 +342,48 @@ impl QueueReader {
         self.checking = true;
         self.in_check = std::mem::take(&mut self.unchecked);
         let ids: Vec<String> = self.in_check.iter().map(|j| j.task.id.clone()).collect();
-        let fut = async move { q.published(&ids).await };
+        let fut = async move { q.check(&ids).await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.checking = false;
             match res {
-                Ok(done) => {
+                Ok(checks) => {
                     let jobs = std::mem::take(&mut act.in_check);
                     let mut fresh = Vec::with_capacity(jobs.len());
-                    for (job, done) in jobs.into_iter().zip(done) {
-                        if done {
-                            debug!(act.log, "already published; not again"; "task_id" => &job.task.id);
-                            act.to_settle.push(Settled {
-                                task_id: Some(job.task.id),
-                                delivery: job.delivery,
-                                outcome: Outcome::Duplicate,
-                            });
-                        } else {
-                            fresh.push(job);
+                    for (job, check) in jobs.into_iter().zip(checks) {
+                        match check {
+                            Check::Mine => fresh.push(job),
+                            Check::Published => {
+                                debug!(act.log, "already published; not again"; "task_id" => &job.task.id);
+                                act.to_settle.push(Settled {
+                                    task_id: Some(job.task.id),
+                                    delivery: job.delivery,
+                                    outcome: Outcome::Duplicate,
+                                });
+                            }
+                            Check::Elsewhere => {
+                                debug!(act.log, "another consumer works on this id; later"; "task_id" => &job.task.id);
+                                act.elsewhere.push(job);
+                            }
                         }
                     }
                     act.dispatch(fresh);
+                    act.retry_elsewhere_later(ctx);
                     act.kick(ctx);
                 }
                 Err(e) => act.fail(ctx, "check", e),
             }
+        }));
+    }
+
+    fn retry_elsewhere_later(&mut self, ctx: &mut Context<Self>) {
+        if self.elsewhere.is_empty() || self.elsewhere_timer.is_some() {
+            return;
+        }
+        self.elsewhere_timer = Some(ctx.run_later(ELSEWHERE_RETRY, |act, ctx| {
+            act.elsewhere_timer = None;
+            let jobs = std::mem::take(&mut act.elsewhere);
+            act.unchecked.extend(jobs);
+            act.kick(ctx);
         }));
     }
 
@@ -403,12 +452,11 @@ impl QueueReader {
     fn settled(&mut self, batch: Vec<Settled>) {
         let n = batch.len();
         for s in batch {
-            if let Receipt::List(payload) = &s.delivery.receipt {
-                if let Some(count) = self.in_flight.get_mut(payload) {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.in_flight.remove(payload);
-                    }
+            let key = s.delivery.receipt.key();
+            if let Some(count) = self.in_flight.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    self.in_flight.remove(&key);
                 }
             }
             let took = s.delivery.taken_at.elapsed();
@@ -487,6 +535,10 @@ impl Supervised for QueueReader {
         self.settling = false;
         self.marking = false;
         self.intake_timer = None;
+        self.elsewhere_timer = None;
+        // Ids waiting on another consumer are checked again after reconnecting.
+        let elsewhere = std::mem::take(&mut self.elsewhere);
+        self.unchecked.extend(elsewhere);
         self.reconnecting = true;
     }
 }

@@ -13,14 +13,26 @@ pub enum Receipt {
     Stream(String),
 }
 
-/// One task in flight: its receipt, the payload as received, and when it was
-/// taken (for latency).
+impl Receipt {
+    /// The bytes that identify this task in the QueueReader's in-flight set.
+    pub fn key(&self) -> Bytes {
+        match self {
+            Receipt::List(payload) => payload.clone(),
+            Receipt::Stream(id) => Bytes::copy_from_slice(id.as_bytes()),
+        }
+    }
+}
+
+/// One task in flight: its receipt, the payload as received, when it was
+/// taken (for latency), and how many times Redis has delivered it.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub receipt: Receipt,
     /// The raw JSON (list mode) or the entry's fields (stream mode).
     pub payload: Payload,
     pub taken_at: Instant,
+    /// Stream mode counts deliveries; list mode cannot and says 1.
+    pub deliveries: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -31,7 +43,21 @@ pub enum Payload {
 
 impl Delivery {
     pub fn from_list(payload: Bytes) -> Delivery {
-        Delivery { receipt: Receipt::List(payload.clone()), payload: Payload::Json(payload), taken_at: Instant::now() }
+        Delivery {
+            receipt: Receipt::List(payload.clone()),
+            payload: Payload::Json(payload),
+            taken_at: Instant::now(),
+            deliveries: 1,
+        }
+    }
+
+    pub fn from_stream(id: String, fields: Vec<(Bytes, Bytes)>, deliveries: u32) -> Delivery {
+        Delivery {
+            receipt: Receipt::Stream(id),
+            payload: Payload::Fields(fields),
+            taken_at: Instant::now(),
+            deliveries,
+        }
     }
 
     /// Parses the payload into a task.

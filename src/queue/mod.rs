@@ -1,0 +1,347 @@
+//! The Redis side of the daemon: taking tasks, making sure each id is worked
+//! on by one consumer at a time, and settling tasks.
+//!
+//! Two ways to consume, one interface ([`Queue`]):
+//! - [`list`]: producers `LPUSH`; each consumer moves tasks into a processing
+//!   list of its own and removes them when settled.
+//! - [`stream`]: producers `XADD`; consumers of one group read with
+//!   `XREADGROUP` and acknowledge with `XACK`.
+//!
+//! Shared by both, for queue `Q`:
+//! - `Q:done:<id>`: the URL of a published id, kept `redis.dedup_ttl`;
+//! - `Q:claim:<id>`: the consumer working on an id, expiring after
+//!   `redis.lease` unless renewed by its heartbeat, so two replicas never work
+//!   on one id at once;
+//! - `Q:dead`: dead letters; `Q:consumers`: consumer names;
+//!   `Q:consumer:<name>`: a consumer's heartbeat.
+
+pub mod list;
+pub mod stream;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+
+use crate::config::{QueueMode, RedisSettings};
+use crate::messages::{Delivery, Outcome, Receipt, Settled};
+
+/// For each id (KEYS: done key, claim key, in pairs): 1 if already published,
+/// 0 if the claim is now ours (or already was), 2 if another consumer has it.
+const CHECK_AND_CLAIM: &str = r"
+local out = {}
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    out[#out + 1] = 1
+  elseif redis.call('SET', KEYS[i + 1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    out[#out + 1] = 0
+  elseif redis.call('GET', KEYS[i + 1]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[i + 1], ARGV[2])
+    out[#out + 1] = 0
+  else
+    out[#out + 1] = 2
+  end
+end
+return out";
+
+/// What the check of an id found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Published already (within `dedup_ttl`): a duplicate.
+    Published,
+    /// Claimed by us: work on it.
+    Mine,
+    /// Another consumer works on it now: look again later.
+    Elsewhere,
+}
+
+#[derive(Debug)]
+pub struct Keys {
+    pub queue: String,
+    pub dead: String,
+    pub consumers: String,
+    pub processing: String,
+    pub heartbeat: String,
+}
+
+impl Keys {
+    pub fn new(queue: &str, consumer: &str) -> Keys {
+        Keys {
+            queue: queue.to_owned(),
+            dead: format!("{queue}:dead"),
+            consumers: format!("{queue}:consumers"),
+            processing: list::processing_key(queue, consumer),
+            heartbeat: heartbeat_key(queue, consumer),
+        }
+    }
+
+    pub fn done(&self, id: &str) -> String {
+        format!("{}:done:{id}", self.queue)
+    }
+
+    pub fn claim(&self, id: &str) -> String {
+        format!("{}:claim:{id}", self.queue)
+    }
+}
+
+pub fn heartbeat_key(queue: &str, consumer: &str) -> String {
+    format!("{queue}:consumer:{consumer}")
+}
+
+/// What every mode shares: connections, keys, timings.
+#[derive(Clone)]
+pub struct Common {
+    pub conn: MultiplexedConnection,
+    /// A second connection for blocking reads, which would hold up every other
+    /// command on a shared connection; its response timeout covers the block.
+    pub blocking: MultiplexedConnection,
+    pub keys: Arc<Keys>,
+    pub consumer: Arc<str>,
+    pub lease: Duration,
+    pub dedup_ttl: Duration,
+    check: Arc<redis::Script>,
+}
+
+/// A connected queue. Cheap to clone; every method works on its own handle of
+/// the multiplexed connections, so futures own what they use.
+#[derive(Clone)]
+pub enum Queue {
+    List(list::ListQueue),
+    Stream(stream::StreamQueue),
+}
+
+/// What one heartbeat did.
+#[derive(Debug, Default)]
+pub struct Beat {
+    /// List mode: tasks of dead consumers put back on the queue.
+    pub requeued: usize,
+    /// Stream mode: entries of dead consumers now ours.
+    pub reclaimed: Vec<Delivery>,
+}
+
+impl Queue {
+    pub async fn connect(s: &RedisSettings, consumer: &str) -> redis::RedisResult<Queue> {
+        let client = redis::Client::open(s.url.expose())?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(s.response_timeout))
+            .set_response_timeout(Some(s.response_timeout));
+        let conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+        let blocking_config = config.set_response_timeout(Some(s.response_timeout + s.block));
+        let blocking = client.get_multiplexed_async_connection_with_config(&blocking_config).await?;
+        let common = Common {
+            conn,
+            blocking,
+            keys: Arc::new(Keys::new(&s.queue, consumer)),
+            consumer: consumer.into(),
+            lease: s.lease,
+            dedup_ttl: s.dedup_ttl,
+            check: Arc::new(redis::Script::new(CHECK_AND_CLAIM)),
+        };
+        Ok(match s.mode {
+            QueueMode::List => Queue::List(list::ListQueue::new(common)),
+            QueueMode::Stream => Queue::Stream(stream::StreamQueue::connect(common, s).await?),
+        })
+    }
+
+    pub fn common(&self) -> &Common {
+        match self {
+            Queue::List(q) => &q.common,
+            Queue::Stream(q) => &q.common,
+        }
+    }
+
+    /// Renews this consumer's heartbeat and claims, and takes over the work
+    /// of consumers that stopped beating. `ours` are the receipt keys we hold
+    /// ([`Receipt::key`]).
+    pub async fn heartbeat(&self, claimed: Vec<String>, ours: Vec<Bytes>, capacity: usize) -> redis::RedisResult<Beat> {
+        let c = self.common();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&c.keys.heartbeat)
+            .arg(std::process::id())
+            .arg("PX")
+            .arg(c.lease.as_millis() as u64)
+            .ignore();
+        pipe.cmd("SADD").arg(&c.keys.consumers).arg(&*c.consumer).ignore();
+        for id in &claimed {
+            pipe.cmd("PEXPIRE").arg(c.keys.claim(id)).arg(c.lease.as_millis() as u64).ignore();
+        }
+        let mut conn = c.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        match self {
+            Queue::List(q) => Ok(Beat { requeued: q.recover_orphans().await?, reclaimed: Vec::new() }),
+            Queue::Stream(q) => {
+                q.touch(&ours).await?;
+                Ok(Beat { requeued: 0, reclaimed: q.reclaim(capacity).await? })
+            }
+        }
+    }
+
+    /// Takes up to `max` tasks without waiting.
+    pub async fn fetch(&self, max: usize) -> redis::RedisResult<Vec<Delivery>> {
+        match self {
+            Queue::List(q) => q.fetch(max).await,
+            Queue::Stream(q) => q.fetch(max, None).await,
+        }
+    }
+
+    /// Waits up to `timeout` for tasks.
+    pub async fn fetch_blocking(&self, max: usize, timeout: Duration) -> redis::RedisResult<Vec<Delivery>> {
+        match self {
+            Queue::List(q) => q.fetch_blocking(timeout).await,
+            Queue::Stream(q) => q.fetch(max, Some(timeout)).await,
+        }
+    }
+
+    /// Checks each id against the done records and claims it.
+    pub async fn check(&self, ids: &[String]) -> redis::RedisResult<Vec<Check>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.common();
+        let mut conn = c.conn.clone();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut inv = c.check.prepare_invoke();
+            for id in chunk {
+                inv.key(c.keys.done(id)).key(c.keys.claim(id));
+            }
+            inv.arg(&*c.consumer).arg(c.lease.as_millis() as u64);
+            let codes: Vec<u8> = inv.invoke_async(&mut conn).await?;
+            out.extend(codes.into_iter().map(|code| match code {
+                1 => Check::Published,
+                0 => Check::Mine,
+                _ => Check::Elsewhere,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// The transaction that settles a batch: the tasks leave the queue in the
+    /// same MULTI that writes their dead letters and done records and drops
+    /// their claims. Built apart from running it, so the batch stays with its
+    /// owner.
+    pub fn settle_pipeline(&self, batch: &[Settled]) -> redis::Pipeline {
+        let c = self.common();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let ttl = c.dedup_ttl.as_secs().max(1);
+        for s in batch {
+            match &s.outcome {
+                Outcome::Dead { error } => {
+                    pipe.lpush(&c.keys.dead, dead_letter(s, error, &c.consumer)).ignore();
+                }
+                Outcome::Published { url } => {
+                    let id = s.task_id.as_deref().unwrap_or_default();
+                    pipe.cmd("SET").arg(c.keys.done(id)).arg(url).arg("EX").arg(ttl).ignore();
+                }
+                Outcome::NotFound | Outcome::Duplicate => {}
+            }
+            if let Some(id) = &s.task_id {
+                pipe.cmd("DEL").arg(c.keys.claim(id)).ignore();
+            }
+            match (self, &s.delivery.receipt) {
+                (Queue::List(_), Receipt::List(payload)) => {
+                    pipe.cmd("LREM").arg(&c.keys.processing).arg(-1).arg(&payload[..]).ignore();
+                }
+                (Queue::Stream(q), Receipt::Stream(id)) => q.ack(&mut pipe, id),
+                _ => {}
+            }
+        }
+        pipe
+    }
+
+    /// Runs a pipeline built by this queue.
+    pub async fn run(&self, pipe: redis::Pipeline) -> redis::RedisResult<()> {
+        let mut c = self.common().conn.clone();
+        pipe.query_async(&mut c).await
+    }
+
+    /// Records these (id, url) as published: results that reached the file
+    /// before a crash, whose tasks may still be in Redis.
+    pub async fn mark_published(&self, items: &[(String, String)]) -> redis::RedisResult<()> {
+        let c = self.common();
+        let ttl = c.dedup_ttl.as_secs().max(1);
+        let mut conn = c.conn.clone();
+        for chunk in items.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for (id, url) in chunk {
+                pipe.cmd("SET").arg(c.keys.done(id)).arg(url).arg("EX").arg(ttl).ignore();
+            }
+            pipe.query_async::<()>(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    /// After a lost connection: tasks Redis counts as ours that we do not hold
+    /// (their fetch reply was lost). List mode puts them back on the queue
+    /// (answers none); stream mode answers them, to be taken again.
+    pub async fn reconcile(&self, in_flight: &HashMap<Bytes, usize>) -> redis::RedisResult<(usize, Vec<Delivery>)> {
+        match self {
+            Queue::List(q) => Ok((q.reconcile(in_flight).await?, Vec::new())),
+            Queue::Stream(q) => {
+                let lost = q.own_pending(in_flight).await?;
+                Ok((lost.len(), lost))
+            }
+        }
+    }
+
+    /// Clean shutdown: list mode returns what is still in processing to the
+    /// queue; stream mode leaves it pending, for another consumer to claim
+    /// after the lease.
+    pub async fn release(&self) -> redis::RedisResult<usize> {
+        match self {
+            Queue::List(q) => q.release().await,
+            Queue::Stream(q) => q.leave().await,
+        }
+    }
+}
+
+/// The dead-letter entry: the payload as received and why, in words.
+pub fn dead_letter(s: &Settled, error: &str, consumer: &str) -> String {
+    let (payload, lossy) = s.delivery.payload_json();
+    let mut entry = serde_json::json!({
+        "payload": payload,
+        "error": error,
+        "consumer": consumer,
+        "at": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    });
+    if let Receipt::Stream(id) = &s.delivery.receipt {
+        entry["stream_id"] = serde_json::Value::String(id.clone());
+    }
+    if lossy {
+        entry["payload_lossy_utf8"] = serde_json::Value::Bool(true);
+    }
+    entry.to_string()
+}
+
+/// A consumer name unique to this process: host, pid and a random suffix.
+pub fn unique_consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_keeps_the_payload() {
+        let s = Settled {
+            delivery: Delivery::from_list(Bytes::from_static(b"{\"id\":\xff}")),
+            task_id: None,
+            outcome: Outcome::Dead { error: "bad".into() },
+        };
+        let v: serde_json::Value = serde_json::from_str(&dead_letter(&s, "bad", "c1")).unwrap();
+        assert_eq!(v["error"], "bad");
+        assert_eq!(v["payload"], "{\"id\":\u{fffd}}");
+        assert_eq!(v["payload_lossy_utf8"], true);
+    }
+}
