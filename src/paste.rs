@@ -1,4 +1,5 @@
-//! What a paste service's answer means: one pure function per protocol.
+//! Paste services: what their answers mean (one pure function per protocol),
+//! and the request bodies of the generic sinks.
 //!
 //! The publisher acts on [`Verdict`] alone. The variants say what to do, not
 //! what happened: publish the URL, retry later, pause for a quota, stop because
@@ -48,6 +49,62 @@ pub fn classify_pastebin(status: u16, retry_after: Option<Duration>, body: &[u8]
         return Verdict::Published(text.to_owned());
     }
     Verdict::Transient(format!("HTTP {status}, not a URL: {short}"))
+}
+
+/// Classifies the answer of a generic paste service (`upload`, `webhook`),
+/// where the status code carries the meaning. `url` is the URL the sink found
+/// in the answer (Location header, JSON Pointer or body), if any.
+pub fn classify_http(status: u16, retry_after: Option<Duration>, url: Option<&str>, body: &[u8]) -> Verdict {
+    let text = String::from_utf8_lossy(body);
+    let short = format!("HTTP {status}: {}", shorten(text.trim()));
+    match status {
+        200..=299 => match url.map(str::trim).filter(|u| is_absolute_url(u)) {
+            Some(u) => Verdict::Published(u.to_owned()),
+            None => Verdict::Transient(format!("{short} (no URL in the answer)")),
+        },
+        429 => Verdict::OverQuota { retry_after, reason: short },
+        408 | 500..=599 => Verdict::Transient(short),
+        // The service will not take anything from us: wrong credentials or URL.
+        401 | 403 | 404 | 405 => Verdict::Refused(short),
+        // Anything else 4xx is about this document (too large, malformed).
+        400..=499 => Verdict::Rejected(short),
+        _ => Verdict::Transient(short),
+    }
+}
+
+/// The URL in a webhook's answer: the `Location` header, else the field the
+/// JSON Pointer names in a JSON body, else the trimmed body.
+pub fn webhook_url(location: Option<&str>, pointer: &str, body: &[u8]) -> Option<String> {
+    if let Some(l) = location {
+        return Some(l.trim().to_owned());
+    }
+    if !pointer.is_empty() {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+            return v.pointer(pointer).and_then(|u| u.as_str()).map(str::to_owned);
+        }
+    }
+    std::str::from_utf8(body).ok().map(|s| s.trim().to_owned())
+}
+
+/// A multipart/form-data body carrying `document` as a file in `field`, as
+/// rustypaste and 0x0.st take uploads. Returns (content type, body).
+pub fn multipart(field: &str, filename: &str, document: &[u8]) -> (String, Vec<u8>) {
+    let boundary = format!("device-lookup-{:016x}", rand::random::<u64>());
+    let safe = |s: &str| {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect::<String>()
+    };
+    let mut body = Vec::with_capacity(document.len() + 256);
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: application/json\r\n\r\n",
+            safe(field),
+            safe(filename)
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(document);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// An absolute http(s) URL with a host and no whitespace.
@@ -150,6 +207,52 @@ mod tests {
     fn quota_keeps_retry_after() {
         let v = classify_pastebin(429, Some(Duration::from_secs(7)), b"slow down");
         assert_eq!(v, OverQuota { retry_after: Some(Duration::from_secs(7)), reason: "HTTP 429: slow down".into() });
+    }
+
+    #[test]
+    fn generic_http_answers() {
+        let url = Some("https://paste.example/abc");
+        let table: &[(u16, Option<&str>, &str)] = &[
+            (200, url, "published"),
+            (201, url, "published"),
+            (200, None, "transient"),
+            (200, Some("<html>"), "transient"),
+            (429, None, "quota"),
+            (408, None, "transient"),
+            (500, None, "transient"),
+            (503, url, "transient"),
+            (401, None, "refused"),
+            (403, None, "refused"),
+            (404, None, "refused"),
+            (400, None, "rejected"),
+            (413, None, "rejected"),
+            (422, None, "rejected"),
+            (302, url, "transient"),
+        ];
+        for (status, url, want) in table {
+            let got = classify_http(*status, None, *url, b"body");
+            assert_eq!(kind(&got), *want, "{status} {url:?} gave {got:?}");
+        }
+    }
+
+    #[test]
+    fn webhook_urls() {
+        let body = br#"{"data":{"url":"https://h/x"},"url":"https://h/top"}"#;
+        assert_eq!(webhook_url(Some(" https://loc/1 "), "/url", body).as_deref(), Some("https://loc/1"));
+        assert_eq!(webhook_url(None, "/data/url", body).as_deref(), Some("https://h/x"));
+        assert_eq!(webhook_url(None, "/missing", body), None);
+        assert_eq!(webhook_url(None, "", b" https://h/plain\n").as_deref(), Some("https://h/plain"));
+    }
+
+    #[test]
+    fn multipart_body() {
+        let (ct, body) = multipart("file", "id \"1\".json", b"{\"a\":1}");
+        let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.starts_with(&format!("--{boundary}\r\n")));
+        assert!(text.contains("name=\"file\"; filename=\"id__1_.json\""), "{text}");
+        assert!(text.contains("\r\n\r\n{\"a\":1}\r\n"));
+        assert!(text.ends_with(&format!("--{boundary}--\r\n")));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! PublisherActor: publishes found tasks to the paste service.
 //!
-//! **Job.** POSTs each document (the pastebin protocol of the contract) with at
-//! most `publisher.concurrency` requests in flight, each limited to
+//! **Job.** POSTs each document to the paste service (`publisher.kind`: the
+//! pastebin form, a multipart `upload`, or a JSON `webhook`) with at most
+//! `publisher.concurrency` requests in flight, each limited to
 //! `publisher.timeout`, paced by a governor rate limiter built from
 //! `[publisher.rate_limit]`. Every answer is classified by
-//! [`crate::paste::classify_pastebin`] and acted on:
+//! [`crate::paste::classify_pastebin`] or [`crate::paste::classify_http`] and
+//! acted on:
 //! published -> [`Record`] to the ResultWriter; transient -> the whole
 //! publisher pauses with full-jitter backoff, then probes with one request at
 //! a time until one succeeds (a circuit breaker, half-open); over quota ->
@@ -37,10 +39,10 @@ use super::queue_reader::QueueReader;
 use super::result_writer::ResultWriter;
 use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
-use crate::config::{PublisherSettings, RateLimit, Settings};
+use crate::config::{PublisherKind, PublisherSettings, RateLimit, Settings};
 use crate::messages::{Found, Outcome, Publish, Published, Record, Settle, Settled};
 use crate::metrics::{Dependency, Metrics};
-use crate::paste::{classify_pastebin, parse_retry_after, Verdict};
+use crate::paste::{classify_http, classify_pastebin, multipart, parse_retry_after, webhook_url, Verdict};
 use crate::task::Document;
 
 /// Largest answer body read from the paste service.
@@ -162,36 +164,56 @@ impl PublisherActor {
         self.next_request += 1;
         let p = &self.settings.publisher;
         let document = Document::new(&job.found.task, &job.found.username).to_json();
-        let mut form: Vec<(&'static str, String)> = vec![
-            ("api_dev_key", p.api_dev_key.expose().to_owned()),
-            ("api_option", "paste".to_owned()),
-            ("api_paste_code", document),
-            ("api_paste_format", "json".to_owned()),
-            ("api_paste_name", job.found.task.id.clone()),
-            ("api_paste_private", p.paste_private.to_string()),
-            ("api_paste_expire_date", p.paste_expire_date.clone()),
-        ];
-        if !p.api_user_key.is_empty() {
-            form.push(("api_user_key", p.api_user_key.expose().to_owned()));
-        }
-        let request = client.post(&p.url).timeout(p.timeout).send_form(&form);
+        let request = client.post(&p.url).timeout(p.timeout);
+        let sent = match p.kind {
+            PublisherKind::Pastebin => {
+                let mut form: Vec<(&'static str, String)> = vec![
+                    ("api_dev_key", p.api_dev_key.expose().to_owned()),
+                    ("api_option", "paste".to_owned()),
+                    ("api_paste_code", document),
+                    ("api_paste_format", "json".to_owned()),
+                    ("api_paste_name", job.found.task.id.clone()),
+                    ("api_paste_private", p.paste_private.to_string()),
+                    ("api_paste_expire_date", p.paste_expire_date.clone()),
+                ];
+                if !p.api_user_key.is_empty() {
+                    form.push(("api_user_key", p.api_user_key.expose().to_owned()));
+                }
+                request.send_form(&form)
+            }
+            PublisherKind::Upload => {
+                let (content_type, body) =
+                    multipart(&p.field, &format!("{}.json", job.found.task.id), document.as_bytes());
+                request.insert_header(("content-type", content_type)).send_body(body)
+            }
+            PublisherKind::Webhook => request.insert_header(("content-type", "application/json")).send_body(document),
+        };
         self.active.insert(id, job);
         self.metrics.publish_attempts.fetch_add(1, Ordering::Relaxed);
-        let timeout = p.timeout;
+        let (kind, pointer, timeout) = (p.kind, p.url_pointer.clone(), p.timeout);
         let attempt = async move {
-            let mut resp = match request.await {
+            let mut resp = match sent.await {
                 Ok(r) => r,
                 Err(e) => return Verdict::Transient(format!("request failed: {e}")),
             };
             let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            match resp.body().limit(MAX_BODY).await {
-                Ok(body) => classify_pastebin(status, retry_after, &body),
-                Err(e) => Verdict::Transient(format!("HTTP {status}, body unreadable: {e}")),
+            let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
+            let location = header("location");
+            let body = match resp.body().limit(MAX_BODY).await {
+                Ok(body) => body,
+                Err(e) => return Verdict::Transient(format!("HTTP {status}, body unreadable: {e}")),
+            };
+            match kind {
+                PublisherKind::Pastebin => classify_pastebin(status, retry_after, &body),
+                PublisherKind::Upload => {
+                    let url = std::str::from_utf8(&body).ok().map(str::trim);
+                    classify_http(status, retry_after, url, &body)
+                }
+                PublisherKind::Webhook => {
+                    let url = webhook_url(location.as_deref(), &pointer, &body);
+                    classify_http(status, retry_after, url.as_deref(), &body)
+                }
             }
         };
         // The client's timeout covers the head; this one covers the body too.

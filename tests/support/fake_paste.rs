@@ -19,6 +19,8 @@ pub enum Answer {
     Hang(Duration),
     /// Wait, then create.
     Slow(Duration),
+    /// Anything: status, extra headers, body; `created` counts it as a paste.
+    Raw { status: u16, headers: Vec<(String, String)>, body: String, created: bool },
 }
 
 pub fn reply(status: u16, body: &str) -> Answer {
@@ -97,6 +99,7 @@ fn serve(mut conn: TcpStream, decide: &Mutex<Decide>, requests: &Mutex<Vec<Reque
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     loop {
         let mut length = 0usize;
+        let mut content_type = String::new();
         let mut first = String::new();
         if reader.read_line(&mut first).unwrap_or(0) == 0 {
             return;
@@ -113,24 +116,43 @@ fn serve(mut conn: TcpStream, decide: &Mutex<Decide>, requests: &Mutex<Vec<Reque
                 if k.eq_ignore_ascii_case("content-length") {
                     length = v.trim().parse().unwrap_or(0);
                 }
+                if k.eq_ignore_ascii_case("content-type") {
+                    content_type = v.trim().to_owned();
+                }
             }
         }
         let mut body = vec![0; length];
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let form = parse_form(&String::from_utf8_lossy(&body));
+        // A form is parsed; any other body is given as `_body`, with `_content_type`.
+        let form = if content_type.starts_with("application/x-www-form-urlencoded") {
+            parse_form(&String::from_utf8_lossy(&body))
+        } else {
+            [
+                ("_body".to_owned(), String::from_utf8_lossy(&body).into_owned()),
+                ("_content_type".to_owned(), content_type.clone()),
+            ]
+            .into_iter()
+            .collect()
+        };
         let (answer, n) = {
             let mut reqs = requests.lock().unwrap();
             let n = reqs.len();
             reqs.push(Request { form: form.clone(), at: Instant::now(), created: false });
             (decide.lock().unwrap()(&form, n), n)
         };
+        let mut extra_headers = Vec::new();
         let (status, text, retry_after) = match answer {
             Answer::Create => (200, String::new(), None),
             Answer::Slow(d) => {
                 std::thread::sleep(d);
                 (200, String::new(), None)
+            }
+            Answer::Raw { status, headers, body, created } => {
+                requests.lock().unwrap()[n].created = created;
+                extra_headers = headers;
+                (status, body, None)
             }
             Answer::Hang(d) => {
                 let until = Instant::now() + d;
@@ -141,13 +163,16 @@ fn serve(mut conn: TcpStream, decide: &Mutex<Decide>, requests: &Mutex<Vec<Reque
             }
             Answer::Reply { status, body, retry_after } => (status, body, retry_after),
         };
-        let text = if text.is_empty() && status == 200 {
+        let text = if text.is_empty() && status == 200 && !requests.lock().unwrap()[n].created {
             requests.lock().unwrap()[n].created = true;
             format!("{base}/p{n}")
         } else {
             text
         };
-        let extra = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+        let mut extra = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+        for (k, v) in extra_headers {
+            extra.push_str(&format!("{k}: {v}\r\n"));
+        }
         let head =
             format!("HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{extra}\r\n", text.len());
         // One write: a head and body in two segments would wait for a delayed ACK.
