@@ -833,6 +833,17 @@ mod tests {
     }
 
     #[test]
+    fn secured_connections_are_accepted() {
+        let s = load(
+            "[redis]\nurl = \"rediss://app:s3cret@redis.internal:6380/0\"\n[clickhouse]\nurl = \"https://ch.internal:8443\"\nuser = \"app\"\npassword = \"pw\"",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(redact_url(s.redis.url.expose()), "rediss://app:***@redis.internal:6380/0");
+        assert_eq!(s.clickhouse.url, "https://ch.internal:8443");
+    }
+
+    #[test]
     fn secrets_do_not_show() {
         let s = load("[publisher]\napi_dev_key = \"topsecret\"\n[clickhouse]\npassword = \"pw\"", &[]).unwrap();
         let debug = format!("{s:?}");
