@@ -59,6 +59,12 @@ pub enum Command {
     },
     /// Validate the configuration and reach Redis and ClickHouse.
     Check,
+    /// Ask a running daemon's /healthz (for container health checks); exit 0 if healthy.
+    Healthcheck {
+        /// The URL to ask; default: /healthz on the configured http.listen.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Serve the pastebin API locally (for the demo and tests).
     PasteServer {
         #[arg(long, default_value = "127.0.0.1:8088")]

@@ -116,10 +116,12 @@ fn end_to_end_list_mode() {
     assert_eq!(status, 200, "{body}");
     let (status, _) = http_get(&format!("{}/healthz", http_base(&config))).unwrap();
     assert_eq!(status, 200);
+    assert!(run_cli(&config, &["healthcheck"]).0.success(), "the container health check passes");
 
     daemon.sigterm();
     let status = daemon.wait(Duration::from_secs(30));
     assert!(status.success(), "exit {status:?}\n{}", daemon.log_text());
+    assert_eq!(run_cli(&config, &["healthcheck"]).0.code(), Some(1), "no daemon, no health");
 
     // Logs: one JSON object per line, with a message and a level, and no secret.
     let log = daemon.log_text();

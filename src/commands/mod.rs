@@ -3,6 +3,7 @@
 
 mod check;
 mod enqueue;
+mod healthcheck;
 mod seed;
 
 use std::path::Path;
@@ -51,6 +52,20 @@ pub fn execute(cli: Cli) -> Result<(), CommandError> {
             }
             let prefix = id_prefix.unwrap_or_else(|| format!("t{seed}-"));
             system.block_on(enqueue::enqueue(&settings, count, hit_ratio, invalid_ratio, seed, &prefix))
+        }
+        Command::Healthcheck { url } => {
+            let url = match url {
+                Some(u) => u,
+                None => {
+                    let settings = load_settings(&cli.config)?;
+                    let mut addr = settings.http.listen;
+                    if addr.ip().is_unspecified() {
+                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    }
+                    format!("http://{addr}/healthz")
+                }
+            };
+            healthcheck::probe(&url)
         }
         Command::Check => {
             let settings = load_settings(&cli.config)?;
