@@ -22,34 +22,10 @@ BIN=$ROOT/target/release/device-lookup
 
 WORK=$ROOT/.demo
 rm -rf "$WORK"
-mkdir -p "$WORK/clickhouse/log" "$WORK/redis"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { # wait_for DESCRIPTION SECONDS COMMAND...
-    local what=$1 secs=$2; shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $what" >&2; exit 1; }
-        sleep 0.1
-    done
-}
-sbin() { command -v "$1" 2>/dev/null || echo "/usr/sbin/$1"; }
-
-REDIS_PORT=$(free_port)
-"$(sbin redis-server)" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes --save '' \
-    >"$WORK/redis/out.log" 2>&1 &
-pids+=($!)
-wait_for "Redis" 10 redis-cli -p "$REDIS_PORT" ping
-
-CH_PORT=$(free_port)
-sed -e "s#@DIR@#$WORK/clickhouse#g" -e "s/@HTTP_PORT@/$CH_PORT/" -e "s/@TCP_PORT@/$(free_port)/" \
-    tests/support/clickhouse-config.xml >"$WORK/clickhouse/config.xml"
-(cd "$WORK/clickhouse" && exec "$(sbin clickhouse-server)" --config-file="$WORK/clickhouse/config.xml" >/dev/null 2>&1) &
-pids+=($!)
-wait_for "ClickHouse" 30 curl -sf "http://127.0.0.1:$CH_PORT/ping"
+mkdir -p "$WORK"
+source scripts/lib.sh
+start_redis --appendonly yes
+start_clickhouse
 
 if [ -n "${PASTEBIN_API_KEY:-}" ]; then
     PASTE_URL=https://pastebin.com/api/api_post.php
@@ -92,12 +68,7 @@ START=$(date +%s.%N)
 "$BIN" run >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
 pids+=($DAEMON)
-drained() {
-    [ "$(redis-cli -p "$REDIS_PORT" llen device-lookup:tasks)" = 0 ] &&
-        [ -z "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'device-lookup:tasks:processing:*' | while read -r k; do
-            [ "$(redis-cli -p "$REDIS_PORT" llen "$k")" = 0 ] || echo busy; done)" ]
-}
-wait_for "the queue to drain" 600 drained
+wait_for "the queue to drain" 600 queue_drained device-lookup:tasks
 END=$(date +%s.%N)
 kill -TERM $DAEMON
 wait $DAEMON && echo "daemon exited 0 after SIGTERM"

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# The end-to-end benchmark (issue: performance). On this machine, with local
+# servers started here:
+#   1. ClickHouse seeded with ROWS (1M) devices; Redis with AOF (everysec);
+#      nginx as the sink, answering every pastebin POST with a URL.
+#   2. Stage ceilings: each stage alone (benches/stages.rs).
+#   3. The baseline: benches/baseline.py, 5 threads doing one task at a time,
+#      on BASELINE_TASKS (20k) tasks.
+#   4. device-lookup (release build, no rate limit) draining TASKS (100k)
+#      queued tasks, 90% hits: tasks/s, peak RSS, CPU s per 1000 tasks, and
+#      the in-daemon latency (take to settle).
+#   5. Latency at 1000 tasks/s offered: enqueue-to-line p50/p99.
+#   6. A rate limit of 50/s for 30 s, measured at the sink.
+# Usage: bash benches/pipeline.sh        (ROWS, TASKS, BASELINE_TASKS override)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ROWS=${ROWS:-1000000}
+TASKS=${TASKS:-100000}
+BASELINE_TASKS=${BASELINE_TASKS:-20000}
+
+bash scripts/install-deps.sh
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+}
+python3 -c 'import redis' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check redis
+cargo build --release --locked --quiet
+cargo bench --no-run --locked --quiet --bench stages 2>/dev/null
+BIN=$ROOT/target/release/device-lookup
+
+WORK=$(mktemp -d /tmp/device-lookup-bench.XXXXXX)
+source scripts/lib.sh
+start_redis --appendonly yes --appendfsync everysec
+start_clickhouse
+
+SINK_PORT=$(free_port)
+SINK_LOG_PORT=$(free_port)
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    log_format when '\$msec';
+    keepalive_requests 1000000;
+    server { listen 127.0.0.1:$SINK_PORT; access_log off; location / { return 200 "http://sink.local/p\n"; } }
+    server { listen 127.0.0.1:$SINK_LOG_PORT; access_log $WORK/nginx/access.log when; location / { return 200 "http://sink.local/p\n"; } }
+}
+NGINX
+"$(sbin nginx)" -c "$WORK/nginx/nginx.conf" &
+pids+=($!)
+wait_for "nginx" 10 curl -sf -X POST "http://127.0.0.1:$SINK_PORT/api/api_post.php"
+
+config() { # config NAME [extra toml]
+    cat >"$WORK/$1.toml" <<TOML
+[redis]
+url = "redis://127.0.0.1:$REDIS_PORT/0"
+[clickhouse]
+url = "http://127.0.0.1:$CH_PORT"
+[publisher]
+url = "http://127.0.0.1:${SINK:-$SINK_PORT}/api/api_post.php"
+api_dev_key = "bench"
+${2:-}
+[output]
+path = "$WORK/$1.jsonl"
+[http]
+listen = "127.0.0.1:$(free_port)"
+[log]
+format = "json"
+TOML
+    echo "$WORK/$1.toml"
+}
+CFG=$(config main)
+results=()
+say() { echo "$*" >&2; results+=("$*"); }
+
+# 1. Data.
+t0=$(date +%s.%N)
+"$BIN" --config "$CFG" seed --rows "$ROWS" --seed 1 --truncate 2>/dev/null
+say "seed: $ROWS rows in $(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f}')") s"
+
+# 2. Stage ceilings.
+STAGES=$(BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" BENCH_CLICKHOUSE_URL="http://127.0.0.1:$CH_PORT" \
+    BENCH_SINK_URL="http://127.0.0.1:$SINK_PORT/api/api_post.php" BENCH_TASKS=$TASKS \
+    cargo bench --locked --quiet --bench stages 2>/dev/null | grep '^{')
+echo "$STAGES" >"$WORK/stages.jsonl"
+redis-cli -p "$REDIS_PORT" del bench:stage >/dev/null
+
+# 3. Baseline.
+"$BIN" --config "$CFG" enqueue --count "$BASELINE_TASKS" --seed 2 --id-prefix base- 2>/dev/null
+BASE=$(python3 benches/baseline.py --redis-port "$REDIS_PORT" --ch-port "$CH_PORT" --sink-port "$SINK_PORT" --out "$WORK/baseline.jsonl")
+echo "$BASE" >>"$WORK/stages.jsonl"
+
+# 4. device-lookup draining a full queue.
+redis-cli -p "$REDIS_PORT" del device-lookup:tasks >/dev/null
+"$BIN" --config "$CFG" enqueue --count "$TASKS" --seed 3 --id-prefix run- 2>/dev/null
+METRICS=$(grep '^listen' "$CFG" | cut -d'"' -f2)
+t0=$(date +%s.%N)
+"$BIN" --config "$CFG" run >"$WORK/daemon.log" 2>&1 &
+DAEMON=$!
+pids+=($DAEMON)
+wait_for "the queue to drain" 600 queue_drained device-lookup:tasks
+t1=$(date +%s.%N)
+RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$DAEMON/status")
+TICKS=$(awk '{print $14 + $15}' "/proc/$DAEMON/stat")
+curl -s "http://$METRICS/metrics" >"$WORK/metrics.txt"
+kill -TERM $DAEMON && wait $DAEMON || true
+python3 - "$WORK" "$t0" "$t1" "$RSS_KB" "$TICKS" "$(getconf CLK_TCK)" "$TASKS" <<'PY' >>"$WORK/stages.jsonl"
+import json, sys
+work, t0, t1, rss, ticks, hz, tasks = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+buckets = []
+for line in open(f"{work}/metrics.txt"):
+    if line.startswith("device_lookup_task_seconds_bucket"):
+        le = line.split('le="')[1].split('"')[0]
+        buckets.append((float("inf") if le == "+Inf" else float(le), int(line.split()[-1])))
+total = buckets[-1][1]
+q = lambda p: next(b for b, n in buckets if n >= p * total)
+secs = t1 - t0
+print(json.dumps({"stage": "device-lookup", "items": tasks, "seconds": round(secs, 3), "per_sec": round(tasks / secs),
+                  "peak_rss_mb": round(rss / 1024, 1), "cpu_s_per_1000": round(ticks / hz / tasks * 1000, 4),
+                  "in_daemon_p50_le_s": q(0.5), "in_daemon_p99_le_s": q(0.99)}))
+PY
+
+# 5. Latency at 1000 tasks/s offered.
+curl -s "http://127.0.0.1:$CH_PORT/" --data-binary \
+    "SELECT IPv4NumToString(toUInt32(ipv4)), MACNumToString(mac) FROM devices.users LIMIT 20000 FORMAT TSV" >"$WORK/devices.tsv"
+LCFG=$(config latency)
+"$BIN" --config "$LCFG" run >"$WORK/latency-daemon.log" 2>&1 &
+LD=$!
+pids+=($LD)
+wait_for "the latency daemon" 20 curl -sf "http://$(grep '^listen' "$LCFG" | cut -d'"' -f2)/readyz"
+python3 benches/offer.py --redis-port "$REDIS_PORT" --rate 1000 --seconds 10 --devices "$WORK/devices.tsv" >/dev/null
+lines_at_least() { [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge "$2" ]; }
+wait_for "every offered task's line" 60 lines_at_least "$WORK/latency.jsonl" 10000
+kill -TERM $LD && wait $LD || true
+python3 - "$WORK/latency.jsonl" <<'PY' >>"$WORK/stages.jsonl"
+import datetime, json, sys
+lat = []
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    sent_ns = int(d["id"].split("-")[2])
+    done = datetime.datetime.fromisoformat(d["published_at"].replace("Z", "+00:00")).timestamp()
+    lat.append(done * 1000 - sent_ns / 1e6)
+lat.sort()
+pick = lambda p: round(lat[min(len(lat) - 1, int(p * len(lat)))], 2)
+print(json.dumps({"stage": "latency@1000/s", "items": len(lat), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": round(lat[-1], 2)}))
+PY
+
+# 6. Rate limit: 50/s, burst 1, for 30 s, counted at the sink.
+RCFG=$(SINK=$SINK_LOG_PORT config rate $'[publisher.rate_limit]\nrequests = 50\nper = "1s"\n[daemon]\nshutdown_timeout = "1s"')
+"$BIN" --config "$RCFG" run >"$WORK/rate-daemon.log" 2>&1 &
+RD=$!
+pids+=($RD)
+python3 benches/offer.py --redis-port "$REDIS_PORT" --rate 100 --seconds 32 --devices "$WORK/devices.tsv" >/dev/null
+kill -TERM $RD && wait $RD || true
+python3 - "$WORK/nginx/access.log" <<'PY' >>"$WORK/stages.jsonl"
+import json, sys
+t = sorted(float(x) for x in open(sys.argv[1]) if x.strip())
+start = t[0] + 1.0
+window = [x for x in t if start <= x < start + 30]
+tightest = min(b - a for a, b in zip(t, t[1:]))
+print(json.dumps({"stage": "rate_limit 50/s", "requests_in_30s": len(window), "per_sec": round(len(window) / 30, 2),
+                  "error_pct": round(abs(len(window) / 30 - 50) / 50 * 100, 2), "tightest_gap_ms": round(tightest * 1000, 1)}))
+PY
+
+echo
+for r in "${results[@]}"; do echo "$r"; done
+cat "$WORK/stages.jsonl"
+python3 - "$WORK/stages.jsonl" <<'PY'
+import json, sys
+rows = {r["stage"]: r for r in map(json.loads, open(sys.argv[1]))}
+ours, base = rows["device-lookup"]["per_sec"], rows["baseline"]["per_sec"]
+slowest = min(rows[s]["per_sec"] for s in ("redis", "clickhouse", "sink"))
+print(f"\ndevice-lookup {ours}/s = {ours / base:.1f}x the baseline ({base}/s); "
+      f"{ours / slowest * 100:.0f}% of the slowest stage's ceiling ({slowest}/s)")
+PY

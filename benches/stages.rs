@@ -1,0 +1,110 @@
+//! Stage ceilings for the end-to-end benchmark: each stage of the pipeline
+//! alone, as fast as this machine lets it go, using the daemon's own code:
+//! - Redis: taking tasks (the Lua LMOVE batch) and settling them (the MULTI
+//!   with LREM), 256 at a time;
+//! - ClickHouse: batched lookups of 1000 devices, two queries at a time (the
+//!   default lookup pool);
+//! - the sink: pastebin-form POSTs with 16 in flight (publisher.concurrency).
+//! Run by `benches/pipeline.sh`, which starts the servers and passes them in
+//! BENCH_REDIS_URL, BENCH_CLICKHOUSE_URL and BENCH_SINK_URL; alone it skips.
+
+use std::time::{Duration, Instant};
+
+use device_lookup::config::Settings;
+use device_lookup::db::Db;
+use device_lookup::messages::{Delivery, Outcome, Settled};
+use device_lookup::queue::Queue;
+
+fn main() {
+    let (Ok(redis), Ok(clickhouse), Ok(sink)) =
+        (std::env::var("BENCH_REDIS_URL"), std::env::var("BENCH_CLICKHOUSE_URL"), std::env::var("BENCH_SINK_URL"))
+    else {
+        println!("stages: skipped (run through benches/pipeline.sh, which starts the servers)");
+        return;
+    };
+    let tasks: usize = std::env::var("BENCH_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let text = format!("[redis]\nurl = \"{redis}\"\nqueue = \"bench:stage\"\n[clickhouse]\nurl = \"{clickhouse}\"\n");
+    let settings = Settings::from_toml(&text, std::path::Path::new("bench"), Vec::new()).expect("bench settings");
+    actix_rt::System::new().block_on(async move {
+        report("redis", tasks, redis_stage(&settings, tasks).await);
+        report("clickhouse", tasks, clickhouse_stage(&settings, tasks).await);
+        let posts = tasks / 5;
+        report("sink", posts, sink_stage(&sink, posts).await);
+    });
+}
+
+fn report(stage: &str, n: usize, took: Duration) {
+    println!("{{\"stage\":\"{stage}\",\"items\":{n},\"seconds\":{:.3},\"per_sec\":{:.0}}}", took.as_secs_f64(), n as f64 / took.as_secs_f64());
+}
+
+async fn redis_stage(settings: &Settings, tasks: usize) -> Duration {
+    let q = Queue::connect(&settings.redis, "bench").await.expect("redis");
+    let mut conn = redis::Client::open(settings.redis.url.expose()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    for chunk in (0..tasks).collect::<Vec<_>>().chunks(5000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.lpush("bench:stage", format!(r#"{{"id":"s{i}","ipv4":"10.0.0.1","mac":"aa:bb:cc:dd:ee:ff"}}"#)).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await.unwrap();
+    }
+    let started = Instant::now();
+    let mut done = 0;
+    while done < tasks {
+        let batch: Vec<Settled> = q
+            .fetch(256)
+            .await
+            .expect("fetch")
+            .into_iter()
+            .map(|delivery: Delivery| Settled { delivery, task_id: None, outcome: Outcome::NotFound })
+            .collect();
+        done += batch.len();
+        q.run(q.settle_pipeline(&batch)).await.expect("settle");
+    }
+    started.elapsed()
+}
+
+async fn clickhouse_stage(settings: &Settings, tasks: usize) -> Duration {
+    let db = Db::connect(&settings.clickhouse).await.expect("clickhouse");
+    let column = db.ipv4_column().await.expect("the seeded table");
+    let keys = db.sample(tasks as u64, 7).await.expect("sample");
+    let started = Instant::now();
+    let mut batches = keys.chunks(1000);
+    loop {
+        let (a, b) = (batches.next(), batches.next());
+        let Some(a) = a else { break };
+        let fa = db.lookup(column, a);
+        let fb = async {
+            match b {
+                Some(b) => db.lookup(column, b).await.map(|m| m.len()),
+                None => Ok(0),
+            }
+        };
+        let (ra, rb) = futures_util::join!(fa, fb);
+        ra.expect("lookup");
+        rb.expect("lookup");
+    }
+    started.elapsed()
+}
+
+async fn sink_stage(url: &str, posts: usize) -> Duration {
+    let client = awc::Client::builder().connector(awc::Connector::new().limit(16)).finish();
+    let started = Instant::now();
+    let mut next = 0;
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    use futures_util::StreamExt;
+    while next < posts || !running.is_empty() {
+        while next < posts && running.len() < 16 {
+            let form = [("api_option", "paste".to_owned()), ("api_paste_code", format!("{{\"id\":\"{next}\"}}"))];
+            let req = client.post(url).send_form(&form);
+            running.push(async move {
+                let mut resp = req.await.expect("sink answers");
+                let _ = resp.body().await;
+            });
+            next += 1;
+        }
+        running.next().await;
+    }
+    started.elapsed()
+}
+

@@ -1,0 +1,51 @@
+# Shell helpers shared by demo.sh and benches/pipeline.sh: free ports, waiting
+# for a condition with a deadline, and local Redis/ClickHouse instances under
+# a work directory, all stopped when the calling script exits.
+# Usage: WORK=/some/dir; source scripts/lib.sh
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+wait_for() { # wait_for DESCRIPTION SECONDS COMMAND...
+    local what=$1 secs=$2; shift 2
+    local deadline=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $what" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+
+sbin() { command -v "$1" 2>/dev/null || echo "/usr/sbin/$1"; }
+
+# start_redis [extra redis-server args...]: sets REDIS_PORT.
+start_redis() {
+    REDIS_PORT=$(free_port)
+    mkdir -p "$WORK/redis"
+    "$(sbin redis-server)" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save '' "$@" \
+        >"$WORK/redis/out.log" 2>&1 &
+    pids+=($!)
+    wait_for "Redis" 10 redis-cli -p "$REDIS_PORT" ping
+}
+
+# start_clickhouse: sets CH_PORT. The config is the tests' template.
+start_clickhouse() {
+    CH_PORT=$(free_port)
+    mkdir -p "$WORK/clickhouse/log"
+    sed -e "s#@DIR@#$WORK/clickhouse#g" -e "s/@HTTP_PORT@/$CH_PORT/" -e "s/@TCP_PORT@/$(free_port)/" \
+        "$ROOT/tests/support/clickhouse-config.xml" >"$WORK/clickhouse/config.xml"
+    (cd "$WORK/clickhouse" && exec "$(sbin clickhouse-server)" --config-file="$WORK/clickhouse/config.xml" >/dev/null 2>&1) &
+    pids+=($!)
+    wait_for "ClickHouse" 30 curl -sf "http://127.0.0.1:$CH_PORT/ping"
+}
+
+# queue_drained QUEUE: true when the list and every processing list are empty.
+queue_drained() {
+    [ "$(redis-cli -p "$REDIS_PORT" llen "$1")" = 0 ] || return 1
+    local k
+    for k in $(redis-cli -p "$REDIS_PORT" --scan --pattern "$1:processing:*"); do
+        [ "$(redis-cli -p "$REDIS_PORT" llen "$k")" = 0 ] || return 1
+    done
+}
