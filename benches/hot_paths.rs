@@ -1,11 +1,11 @@
 //! Micro-benchmarks of the per-task hot paths: parsing and normalising a task,
-//! serialising the published document, building a batch lookup query, and
-//! classifying a paste service answer. Run with `cargo bench --bench hot_paths`.
+//! serialising the published document, encoding a lookup batch and decoding
+//! its answer, and classifying a paste service answer. Run with `cargo bench --bench hot_paths`.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use device_lookup::db::{lookup_sql, Ipv4Column};
+use device_lookup::db::{decode_rows, encode_keys};
 use device_lookup::gen::{device, spell_mac, Rng};
 use device_lookup::paste::classify_pastebin;
 use device_lookup::task::{parse_json, Document, Mac};
@@ -43,14 +43,19 @@ fn parsing(c: &mut Criterion) {
     g.finish();
 }
 
-fn query_building(c: &mut Criterion) {
+fn lookup_encoding(c: &mut Criterion) {
     let keys: Vec<(u32, u64)> = (0..1000).map(|i| device(1, i)).map(|d| (d.ipv4, d.mac)).collect();
-    let mut g = c.benchmark_group("lookup_sql");
+    let mut answer = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        answer.extend(encode_keys(&[*k]));
+        let name = format!("user.name{i}");
+        answer.push(name.len() as u8);
+        answer.extend_from_slice(name.as_bytes());
+    }
+    let mut g = c.benchmark_group("lookup");
     g.throughput(Throughput::Elements(keys.len() as u64));
-    g.bench_function("UInt32 x1000", |b| {
-        b.iter(|| black_box(lookup_sql("`devices`.`users`", Ipv4Column::UInt32, &keys)))
-    });
-    g.bench_function("IPv4 x1000", |b| b.iter(|| black_box(lookup_sql("`devices`.`users`", Ipv4Column::Ipv4, &keys))));
+    g.bench_function("encode_keys x1000", |b| b.iter(|| black_box(encode_keys(black_box(&keys)))));
+    g.bench_function("decode_rows x1000", |b| b.iter(|| black_box(decode_rows(black_box(&answer)).unwrap())));
     g.finish();
 }
 
@@ -74,5 +79,5 @@ fn classification(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parsing, query_building, classification);
+criterion_group!(benches, parsing, lookup_encoding, classification);
 criterion_main!(benches);

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use device_lookup::config::Settings;
-use device_lookup::db::Db;
+use device_lookup::db::{Db, KeyLookup};
 use device_lookup::messages::{Delivery, Outcome, Settled};
 use device_lookup::queue::Queue;
 
@@ -35,16 +35,22 @@ fn main() {
 }
 
 fn report(stage: &str, n: usize, took: Duration) {
-    println!("{{\"stage\":\"{stage}\",\"items\":{n},\"seconds\":{:.3},\"per_sec\":{:.0}}}", took.as_secs_f64(), n as f64 / took.as_secs_f64());
+    println!(
+        "{{\"stage\":\"{stage}\",\"items\":{n},\"seconds\":{:.3},\"per_sec\":{:.0}}}",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
 }
 
 async fn redis_stage(settings: &Settings, tasks: usize) -> Duration {
     let q = Queue::connect(&settings.redis, "bench").await.expect("redis");
-    let mut conn = redis::Client::open(settings.redis.url.expose()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn =
+        redis::Client::open(settings.redis.url.expose()).unwrap().get_multiplexed_async_connection().await.unwrap();
     for chunk in (0..tasks).collect::<Vec<_>>().chunks(5000) {
         let mut pipe = redis::pipe();
         for i in chunk {
-            pipe.lpush("bench:stage", format!(r#"{{"id":"s{i}","ipv4":"10.0.0.1","mac":"aa:bb:cc:dd:ee:ff"}}"#)).ignore();
+            pipe.lpush("bench:stage", format!(r#"{{"id":"s{i}","ipv4":"10.0.0.1","mac":"aa:bb:cc:dd:ee:ff"}}"#))
+                .ignore();
         }
         pipe.query_async::<()>(&mut conn).await.unwrap();
     }
@@ -68,15 +74,16 @@ async fn clickhouse_stage(settings: &Settings, tasks: usize) -> Duration {
     let db = Db::connect(&settings.clickhouse).await.expect("clickhouse");
     let column = db.ipv4_column().await.expect("the seeded table");
     let keys = db.sample(tasks as u64, 7).await.expect("sample");
+    let lookup = KeyLookup::new(&settings.clickhouse, &db.table_ref(), column);
     let started = Instant::now();
     let mut batches = keys.chunks(1000);
     loop {
         let (a, b) = (batches.next(), batches.next());
         let Some(a) = a else { break };
-        let fa = db.lookup(column, a);
+        let fa = lookup.run(a);
         let fb = async {
             match b {
-                Some(b) => db.lookup(column, b).await.map(|m| m.len()),
+                Some(b) => lookup.run(b).await.map(|m| m.len()),
                 None => Ok(0),
             }
         };
@@ -107,4 +114,3 @@ async fn sink_stage(url: &str, posts: usize) -> Duration {
     }
     started.elapsed()
 }
-

@@ -381,8 +381,8 @@ pub struct DaemonSettings {
     pub shutdown_timeout: Duration,
 }
 
-/// The longest `IN` list one lookup query may carry, so that a query stays far
-/// below ClickHouse 18.16's 256 KiB limit (about 30 bytes per device).
+/// The largest lookup batch. Keys travel as external data, so no query-size
+/// limit applies; beyond a few thousand devices a batch only waits longer.
 pub const MAX_LOOKUP_BATCH: usize = 5000;
 
 impl Settings {

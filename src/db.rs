@@ -4,12 +4,18 @@
 //! ClickHouse 18.16 (Debian's package) has no `IPv4` type and needs the client
 //! with validation off; modern servers have `IPv4`. [`Db::connect`] asks the
 //! server what it is and what the table's `ipv4` column is, and every query
-//! is written for that. Lookup SQL is built only from typed numbers, never
-//! from producer text.
+//! is written for that.
+//!
+//! The batched lookup ([`KeyLookup`]) sends its keys as *external data*: a
+//! temporary table `keys` in RowBinary, attached to the HTTP request, queried
+//! with `(ipv4, mac) IN keys`. No producer value is ever put into SQL text, no
+//! 256 KiB query limit applies, and the server parses no literal: measured on
+//! 18.16 with 1000 keys, 17.6 ms per query against 30.5 ms for the same keys
+//! as a tuple literal (README, Performance). The `clickhouse` crate has no way
+//! to attach external data, so this one request is plain HTTP (awc); the crate
+//! does everything else.
 
 use std::collections::HashMap;
-use std::fmt::Write;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -53,13 +59,6 @@ pub struct Db {
     pub version: String,
     /// Whether the server knows the `IPv4` type.
     pub has_ipv4_type: bool,
-}
-
-#[derive(clickhouse::Row, Deserialize)]
-struct FoundRow {
-    ip: u32,
-    mac: u64,
-    username: String,
 }
 
 #[derive(clickhouse::Row, serde::Serialize)]
@@ -148,27 +147,13 @@ impl Db {
         }
     }
 
-    /// Looks up many devices in one query; the latest `updated_at` wins.
-    pub async fn lookup(
-        &self,
-        column: Ipv4Column,
-        keys: &[(u32, u64)],
-    ) -> Result<HashMap<(u32, u64), String>, DbError> {
-        if keys.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let sql = lookup_sql(&self.table_ref(), column, keys);
-        let rows = self.timed(self.client.query(&sql).fetch_all::<FoundRow>()).await?;
-        Ok(rows.into_iter().map(|r| ((r.ip, r.mac), r.username)).collect())
-    }
-
     /// Creates the database and table when absent (`IPv4` where the server has it).
     pub async fn create_table(&self) -> Result<(), DbError> {
         self.execute(&format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database)).await?;
         let ip_type = if self.has_ipv4_type { "IPv4" } else { "UInt32" };
         self.execute(&format!(
             "CREATE TABLE IF NOT EXISTS {} (username String, ipv4 {ip_type}, mac UInt64, updated_at DateTime) \
-             ENGINE = MergeTree() ORDER BY (ipv4, mac)",
+             ENGINE = MergeTree() ORDER BY (ipv4, mac) SETTINGS index_granularity = {INDEX_GRANULARITY}",
             self.table_ref()
         ))
         .await
@@ -216,6 +201,129 @@ struct KeyRow {
     mac: u64,
 }
 
+/// Rows per index mark. Measured on 1M rows with 1000-key lookups (README):
+/// 8192 (the default) reads every granule; 1024 reads an eighth of the rows
+/// and is fastest; smaller ones read less still but spend more time matching
+/// marks against the key set.
+pub const INDEX_GRANULARITY: u32 = 1024;
+
+/// The batched lookup: one HTTP request per batch, keys as external data.
+/// Holds an awc client, so it lives on the arbiter that built it.
+pub struct KeyLookup {
+    http: awc::Client,
+    url: String,
+    user: String,
+    password: String,
+    timeout: Duration,
+    query: String,
+    structure: &'static str,
+}
+
+impl KeyLookup {
+    pub fn new(s: &ClickhouseSettings, table_ref: &str, column: Ipv4Column) -> KeyLookup {
+        let http = awc::Client::builder().timeout(s.timeout).finish();
+        let structure = match column {
+            Ipv4Column::UInt32 => "ipv4 UInt32, mac UInt64",
+            Ipv4Column::Ipv4 => "ipv4 IPv4, mac UInt64",
+        };
+        KeyLookup {
+            http,
+            url: format!("{}/", s.url),
+            user: s.user.clone(),
+            password: s.password.expose().to_owned(),
+            timeout: s.timeout,
+            query: lookup_query(table_ref),
+            structure,
+        }
+    }
+
+    /// The account bound to each device found; the latest `updated_at` wins.
+    pub async fn run(&self, keys: &[(u32, u64)]) -> Result<HashMap<(u32, u64), String>, DbError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let (content_type, body) =
+            crate::multipart::one_file("keys", "keys", "application/octet-stream", &encode_keys(keys));
+        let request = self
+            .http
+            .post(&self.url)
+            .query(&[("query", self.query.as_str()), ("keys_structure", self.structure), ("keys_format", "RowBinary")])
+            .map_err(|e| DbError::Unavailable(e.to_string()))?
+            .basic_auth(&self.user, &self.password)
+            .insert_header(("content-type", content_type))
+            .timeout(self.timeout)
+            .send_body(body);
+        let answer = async {
+            let mut resp = request.await.map_err(|e| DbError::Unavailable(format!("network error: {e}")))?;
+            let status = resp.status();
+            let body = resp.body().limit(256 * 1024 * 1024).await.map_err(|e| DbError::Unavailable(e.to_string()))?;
+            if !status.is_success() {
+                // ClickHouse's text ("Code: 60, ...") for the failure classification.
+                return Err(DbError::Unavailable(format!("bad response: {}", String::from_utf8_lossy(&body).trim())));
+            }
+            decode_rows(&body)
+        };
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(r) => r,
+            Err(_) => Err(DbError::Unavailable(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+}
+
+/// The lookup query; its keys come as the external table `keys`.
+pub fn lookup_query(table_ref: &str) -> String {
+    format!(
+        "SELECT toUInt32(ipv4) AS ip, mac, argMax(username, updated_at) AS username FROM {table_ref} \
+         WHERE (ipv4, mac) IN keys GROUP BY ipv4, mac FORMAT RowBinary"
+    )
+}
+
+/// The keys in RowBinary: a little-endian u32 and u64 per device (an `IPv4`
+/// travels as its u32).
+pub fn encode_keys(keys: &[(u32, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(keys.len() * 12);
+    for (ip, mac) in keys {
+        out.extend_from_slice(&ip.to_le_bytes());
+        out.extend_from_slice(&mac.to_le_bytes());
+    }
+    out
+}
+
+/// Rows of (UInt32, UInt64, String) in RowBinary; a String is a LEB128 length
+/// and its bytes.
+pub fn decode_rows(mut b: &[u8]) -> Result<HashMap<(u32, u64), String>, DbError> {
+    let bad = |what: &str| DbError::Unavailable(format!("malformed RowBinary answer: {what}"));
+    let mut out = HashMap::new();
+    while !b.is_empty() {
+        if b.len() < 12 {
+            return Err(bad("truncated key"));
+        }
+        let ip = u32::from_le_bytes(b[0..4].try_into().expect("4 bytes"));
+        let mac = u64::from_le_bytes(b[4..12].try_into().expect("8 bytes"));
+        b = &b[12..];
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let (&byte, rest) = b.split_first().ok_or_else(|| bad("truncated length"))?;
+            b = rest;
+            len |= ((byte & 0x7f) as usize) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 35 {
+                return Err(bad("length too long"));
+            }
+        }
+        if b.len() < len {
+            return Err(bad("truncated string"));
+        }
+        let name = String::from_utf8_lossy(&b[..len]).into_owned();
+        b = &b[len..];
+        out.insert((ip, mac), name);
+    }
+    Ok(out)
+}
+
 /// ClickHouse added the `IPv4` domain type in 19.3.
 pub fn ipv4_type_since(version: &str) -> bool {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
@@ -223,54 +331,33 @@ pub fn ipv4_type_since(version: &str) -> bool {
     (major, minor) >= (19, 3)
 }
 
-/// The batched lookup query. Tuple `IN` lets the primary key `(ipv4, mac)`
-/// prune granules on every server version; `argMax` picks the latest row.
-pub fn lookup_sql(table_ref: &str, column: Ipv4Column, keys: &[(u32, u64)]) -> String {
-    let mut sql = String::with_capacity(160 + keys.len() * 40);
-    let _ = write!(
-        sql,
-        "SELECT toUInt32(ipv4) AS ip, mac, argMax(username, updated_at) AS username FROM {table_ref} WHERE (ipv4, mac) IN ("
-    );
-    for (i, (ip, mac)) in keys.iter().enumerate() {
-        if i > 0 {
-            sql.push(',');
-        }
-        match column {
-            Ipv4Column::UInt32 => {
-                let _ = write!(sql, "({ip},{mac})");
-            }
-            Ipv4Column::Ipv4 => {
-                let _ = write!(sql, "(toIPv4('{}'),{mac})", Ipv4Addr::from(*ip));
-            }
-        }
-    }
-    sql.push_str(") GROUP BY ipv4, mac");
-    sql
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn lookup_sql_for_both_schemas() {
-        let keys = [(167_772_161, 0xaabb_ccdd_eeff), (1, 2)];
-        assert_eq!(
-            lookup_sql("`d`.`t`", Ipv4Column::UInt32, &keys),
-            "SELECT toUInt32(ipv4) AS ip, mac, argMax(username, updated_at) AS username FROM `d`.`t` \
-             WHERE (ipv4, mac) IN ((167772161,187723572702975),(1,2)) GROUP BY ipv4, mac"
-        );
-        assert!(lookup_sql("`d`.`t`", Ipv4Column::Ipv4, &keys)
-            .contains("IN ((toIPv4('10.0.0.1'),187723572702975),(toIPv4('0.0.0.1'),2))"));
+    fn keys_and_rows_in_rowbinary() {
+        let keys = encode_keys(&[(0x0a00_0001, 0xaabb_ccdd_eeff)]);
+        assert_eq!(keys, [1, 0, 0, 10, 0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0, 0]);
+        let mut answer = keys.clone();
+        answer.push(4);
+        answer.extend_from_slice(b"anna");
+        let long = "x".repeat(200);
+        answer.extend(encode_keys(&[(2, 3)]));
+        answer.extend([200, 1]); // 200 as LEB128
+        answer.extend_from_slice(long.as_bytes());
+        let rows = decode_rows(&answer).unwrap();
+        assert_eq!(rows[&(0x0a00_0001, 0xaabb_ccdd_eeff)], "anna");
+        assert_eq!(rows[&(2, 3)], long);
+        assert!(decode_rows(&answer[..answer.len() - 1]).is_err(), "truncated string");
+        assert!(decode_rows(&answer[..5]).is_err(), "truncated key");
+        assert!(decode_rows(&[]).unwrap().is_empty());
     }
 
     #[test]
-    fn largest_batch_fits_the_query_limit() {
-        let keys = vec![(u32::MAX, crate::task::Mac::MAX); crate::config::MAX_LOOKUP_BATCH];
-        for column in [Ipv4Column::UInt32, Ipv4Column::Ipv4] {
-            let len = lookup_sql("`a`.`b`", column, &keys).len();
-            assert!(len < 256 * 1024, "{column:?}: {len} bytes");
-        }
+    fn the_query_carries_no_values() {
+        let q = lookup_query("`d`.`t`");
+        assert!(q.contains("WHERE (ipv4, mac) IN keys") && q.ends_with("FORMAT RowBinary"), "{q}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod http;
 pub mod logging;
 pub mod messages;
 pub mod metrics;
+pub mod multipart;
 pub mod paste;
 pub mod paste_server;
 pub mod queue;

@@ -1,5 +1,5 @@
-//! Paste services: what their answers mean (one pure function per protocol),
-//! and the request bodies of the generic sinks.
+//! What a paste service's answer means: one pure function per protocol, and
+//! where a generic sink's answer carries the URL.
 //!
 //! The publisher acts on [`Verdict`] alone. The variants say what to do, not
 //! what happened: publish the URL, retry later, pause for a quota, stop because
@@ -84,27 +84,6 @@ pub fn webhook_url(location: Option<&str>, pointer: &str, body: &[u8]) -> Option
         }
     }
     std::str::from_utf8(body).ok().map(|s| s.trim().to_owned())
-}
-
-/// A multipart/form-data body carrying `document` as a file in `field`, as
-/// rustypaste and 0x0.st take uploads. Returns (content type, body).
-pub fn multipart(field: &str, filename: &str, document: &[u8]) -> (String, Vec<u8>) {
-    let boundary = format!("device-lookup-{:016x}", rand::random::<u64>());
-    let safe = |s: &str| {
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect::<String>()
-    };
-    let mut body = Vec::with_capacity(document.len() + 256);
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: application/json\r\n\r\n",
-            safe(field),
-            safe(filename)
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(document);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// An absolute http(s) URL with a host and no whitespace.
@@ -242,17 +221,6 @@ mod tests {
         assert_eq!(webhook_url(None, "/data/url", body).as_deref(), Some("https://h/x"));
         assert_eq!(webhook_url(None, "/missing", body), None);
         assert_eq!(webhook_url(None, "", b" https://h/plain\n").as_deref(), Some("https://h/plain"));
-    }
-
-    #[test]
-    fn multipart_body() {
-        let (ct, body) = multipart("file", "id \"1\".json", b"{\"a\":1}");
-        let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
-        let text = String::from_utf8(body).unwrap();
-        assert!(text.starts_with(&format!("--{boundary}\r\n")));
-        assert!(text.contains("name=\"file\"; filename=\"id__1_.json\""), "{text}");
-        assert!(text.contains("\r\n\r\n{\"a\":1}\r\n"));
-        assert!(text.ends_with(&format!("--{boundary}--\r\n")));
     }
 
     #[test]

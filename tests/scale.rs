@@ -144,7 +144,6 @@ fn three_replicas_one_killed(mode: &str) {
         replicas.push(Daemon::start(&cfg, &dir.path().join(format!("daemon-{n}.log"))));
         files.push(results);
     }
-    let total = |files: &[PathBuf]| files.iter().map(|f| lines_of(f).len()).sum::<usize>();
     wait_until("every replica at work", Duration::from_secs(30), || files.iter().all(|f| lines_of(f).len() >= 50));
     replicas[0].kill9();
     let killed_lines = lines_of(&files[0]).len();

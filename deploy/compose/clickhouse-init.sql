@@ -10,4 +10,5 @@ CREATE TABLE IF NOT EXISTS devices.users
     updated_at DateTime
 )
 ENGINE = MergeTree
-ORDER BY (ipv4, mac);
+ORDER BY (ipv4, mac)
+SETTINGS index_granularity = 1024;

@@ -20,6 +20,7 @@
 //! query. The pending tasks stay in the struct.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +33,7 @@ use super::queue_reader::QueueReader;
 use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
 use crate::config::Settings;
-use crate::db::{Db, DbError, Ipv4Column};
+use crate::db::{Db, DbError, KeyLookup};
 use crate::failure::{classify_clickhouse, Failure};
 use crate::messages::{Found, Job, Lookup, Outcome, Publish, Settle, Settled};
 use crate::metrics::{Dependency, Metrics};
@@ -43,7 +44,8 @@ pub struct LookupActor {
     metrics: Arc<Metrics>,
     queue_reader: Addr<QueueReader>,
     publisher: Addr<PublisherActor>,
-    db: Option<(Db, Ipv4Column)>,
+    /// The lookup client (holds an awc client: built here, on this arbiter).
+    db: Option<Rc<KeyLookup>>,
     pending: VecDeque<Job>,
     querying: bool,
     flush_timer: Option<SpawnHandle>,
@@ -90,7 +92,7 @@ impl LookupActor {
             Ok((db, column)) => {
                 info!(act.log, "connected to ClickHouse"; "version" => &db.version, "ipv4_column" => ?column,
                     "table" => db.table_ref());
-                act.db = Some((db, column));
+                act.db = Some(Rc::new(KeyLookup::new(&act.settings.clickhouse, &db.table_ref(), column)));
                 act.backoff.reset();
                 act.log_limit.reset();
                 act.metrics.up(Dependency::ClickHouse);
@@ -142,7 +144,7 @@ impl LookupActor {
         if self.querying || self.pending.is_empty() {
             return;
         }
-        let Some((db, column)) = self.db.clone() else { return };
+        let Some(lookup) = self.db.clone() else { return };
         if let Some(t) = self.flush_timer.take() {
             ctx.cancel_future(t);
         }
@@ -153,7 +155,7 @@ impl LookupActor {
         keys.dedup();
         let started = Instant::now();
         let devices = keys.len();
-        let fut = async move { db.lookup(column, &keys).await };
+        let fut = async move { lookup.run(&keys).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.querying = false;
             match res {

@@ -42,11 +42,14 @@ use crate::backoff::Backoff;
 use crate::config::{PublisherKind, PublisherSettings, RateLimit, Settings};
 use crate::messages::{Found, Outcome, Publish, Published, Record, Settle, Settled};
 use crate::metrics::{Dependency, Metrics};
-use crate::paste::{classify_http, classify_pastebin, multipart, parse_retry_after, webhook_url, Verdict};
+use crate::multipart;
+use crate::paste::{classify_http, classify_pastebin, parse_retry_after, webhook_url, Verdict};
 use crate::task::Document;
 
 /// Largest answer body read from the paste service.
 const MAX_BODY: usize = 64 * 1024;
+/// Below this, a rate-limit wait is slept on the thread rather than timed.
+const PRECISE_WAIT: Duration = Duration::from_millis(2);
 /// Transient failures in a row after which the HTTP client is rebuilt.
 const RESTART_AFTER: u32 = 3;
 
@@ -136,7 +139,16 @@ impl PublisherActor {
                 if let Err(not_until) = limiter.check() {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
                     self.metrics.rate_limit_wait(wait);
-                    return self.wake_at(ctx, now + wait);
+                    if wait > PRECISE_WAIT {
+                        // Wake a little early: the timer rounds up to whole
+                        // milliseconds, and with burst 1 every late start is
+                        // rate lost for good.
+                        return self.wake_at(ctx, now + wait - PRECISE_WAIT);
+                    }
+                    // The last stretch on this actor's own thread, to the
+                    // microsecond; only ever while the limiter holds us back.
+                    std::thread::sleep(wait);
+                    continue;
                 }
             }
             let job = self.waiting.pop_front().expect("checked non-empty");
@@ -182,8 +194,9 @@ impl PublisherActor {
                 request.send_form(&form)
             }
             PublisherKind::Upload => {
+                let filename = format!("{}.json", job.found.task.id);
                 let (content_type, body) =
-                    multipart(&p.field, &format!("{}.json", job.found.task.id), document.as_bytes());
+                    multipart::one_file(&p.field, &filename, "application/json", document.as_bytes());
                 request.insert_header(("content-type", content_type)).send_body(body)
             }
             PublisherKind::Webhook => request.insert_header(("content-type", "application/json")).send_body(document),
