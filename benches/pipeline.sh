@@ -31,7 +31,9 @@ BIN=$ROOT/target/release/device-lookup
 WORK=$(mktemp -d /tmp/device-lookup-bench.XXXXXX)
 source scripts/lib.sh
 start_redis --appendonly yes --appendfsync everysec
+REDIS_PID=${pids[-1]}
 start_clickhouse
+CH_PID=${pids[-1]}
 
 SINK_PORT=$(free_port)
 SINK_LOG_PORT=$(free_port)
@@ -55,7 +57,8 @@ http {
 }
 NGINX
 "$(sbin nginx)" -c "$WORK/nginx/nginx.conf" &
-pids+=($!)
+NGINX_PID=$!
+pids+=($NGINX_PID)
 wait_for "nginx" 10 curl -sf -X POST "http://127.0.0.1:$SINK_PORT/api/api_post.php"
 
 config() { # config NAME [extra toml]
@@ -102,6 +105,10 @@ echo "$BASE" >>"$WORK/stages.jsonl"
 redis-cli -p "$REDIS_PORT" del device-lookup:tasks >/dev/null
 "$BIN" --config "$CFG" enqueue --count "$TASKS" --seed 3 --id-prefix run- 2>/dev/null
 METRICS=$(grep '^listen' "$CFG" | cut -d'"' -f2)
+# CPU ticks of each process (nginx: master and workers), to see where time goes.
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+servers_ticks() { echo "$(ticks $CH_PID) $(ticks $REDIS_PID) $(ticks $NGINX_PID $(pgrep -P $NGINX_PID))"; }
+BEFORE=$(servers_ticks)
 t0=$(date +%s.%N)
 "$BIN" --config "$CFG" run >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
@@ -110,11 +117,14 @@ wait_for "the queue to drain" 600 queue_drained device-lookup:tasks
 t1=$(date +%s.%N)
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$DAEMON/status")
 TICKS=$(awk '{print $14 + $15}' "/proc/$DAEMON/stat")
+AFTER=$(servers_ticks)
 curl -s "http://$METRICS/metrics" >"$WORK/metrics.txt"
 kill -TERM $DAEMON && wait $DAEMON || true
-python3 - "$WORK" "$t0" "$t1" "$RSS_KB" "$TICKS" "$(getconf CLK_TCK)" "$TASKS" <<'PY' >>"$WORK/stages.jsonl"
+python3 - "$WORK" "$t0" "$t1" "$RSS_KB" "$TICKS" "$(getconf CLK_TCK)" "$TASKS" "$BEFORE" "$AFTER" <<'PY' >>"$WORK/stages.jsonl"
 import json, sys
 work, t0, t1, rss, ticks, hz, tasks = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+before, after = [int(x) for x in sys.argv[8].split()], [int(x) for x in sys.argv[9].split()]
+servers = {name: round((a - b) / hz / tasks * 1000, 4) for name, b, a in zip(("clickhouse", "redis", "nginx"), before, after)}
 buckets = []
 for line in open(f"{work}/metrics.txt"):
     if line.startswith("device_lookup_task_seconds_bucket"):
@@ -125,6 +135,7 @@ q = lambda p: next(b for b, n in buckets if n >= p * total)
 secs = t1 - t0
 print(json.dumps({"stage": "device-lookup", "items": tasks, "seconds": round(secs, 3), "per_sec": round(tasks / secs),
                   "peak_rss_mb": round(rss / 1024, 1), "cpu_s_per_1000": round(ticks / hz / tasks * 1000, 4),
+                  "server_cpu_s_per_1000": servers,
                   "in_daemon_p50_le_s": q(0.5), "in_daemon_p99_le_s": q(0.99)}))
 PY
 

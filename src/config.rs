@@ -140,7 +140,7 @@ struct RawLookup {
 
 impl Default for RawLookup {
     fn default() -> Self {
-        RawLookup { workers: 2, batch_size: 1000, batch_wait: "5ms".into() }
+        RawLookup { workers: 1, batch_size: 4000, batch_wait: "5ms".into() }
     }
 }
 
@@ -249,7 +249,7 @@ struct RawDaemon {
 
 impl Default for RawDaemon {
     fn default() -> Self {
-        RawDaemon { max_in_flight: 4096, shutdown_timeout: "30s".into() }
+        RawDaemon { max_in_flight: 16384, shutdown_timeout: "30s".into() }
     }
 }
 
