@@ -30,6 +30,8 @@ BIN=$ROOT/target/release/device-lookup
 
 WORK=$(mktemp -d /tmp/device-lookup-bench.XXXXXX)
 source scripts/lib.sh
+# Everything under $WORK goes at the end (150 MB for a 1M-task run); KEEP=1 keeps it.
+trap 'cleanup; [ -n "${KEEP:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"' EXIT
 start_redis --appendonly yes --appendfsync everysec
 REDIS_PID=${pids[-1]}
 start_clickhouse
@@ -184,6 +186,7 @@ PY
 echo
 for r in "${results[@]}"; do echo "$r"; done
 cat "$WORK/stages.jsonl"
+cp "$WORK/stages.jsonl" "$ROOT/target/bench-results.jsonl"
 python3 - "$WORK/stages.jsonl" <<'PY'
 import json, sys
 rows = {r["stage"]: r for r in map(json.loads, open(sys.argv[1]))}
@@ -191,4 +194,5 @@ ours, base = rows["device-lookup"]["per_sec"], rows["baseline"]["per_sec"]
 slowest = min(rows[s]["per_sec"] for s in ("redis", "clickhouse", "sink"))
 print(f"\ndevice-lookup {ours}/s = {ours / base:.1f}x the baseline ({base}/s); "
       f"{ours / slowest * 100:.0f}% of the slowest stage's ceiling ({slowest}/s)")
+print("each stage's ceiling used: " + ", ".join(f"{s} {ours / rows[s]['per_sec'] * 100:.0f}%" for s in ("redis", "clickhouse", "sink")))
 PY
