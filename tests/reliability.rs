@@ -9,8 +9,6 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use device_lookup::gen::device;
-use device_lookup::task::{parse_json, Mac};
 use redis::Commands;
 use support::fake_paste::{reply, Answer, FakePaste};
 use support::*;
@@ -57,14 +55,7 @@ impl World {
 
     /// Ids in the queue now whose device is in the table.
     fn queued_hits(&self) -> HashSet<String> {
-        let owners: HashSet<(u32, u64)> = (0..ROWS).map(|i| device(SEED, i)).map(|d| (d.ipv4, d.mac)).collect();
-        let queued: Vec<Vec<u8>> = self.redis.conn().lrange(QUEUE, 0, -1).unwrap();
-        queued
-            .iter()
-            .filter_map(|p| parse_json(p).ok())
-            .filter(|t| owners.contains(&t.device_key()))
-            .map(|t| t.id)
-            .collect()
+        hits_in_list(&mut self.redis.conn(), QUEUE, SEED, ROWS)
     }
 
     fn daemon(&mut self) -> Daemon {
@@ -127,12 +118,7 @@ fn stop(mut d: Daemon) {
 }
 
 fn task_json(id: &str, i: u64) -> String {
-    let d = device(SEED, i);
-    format!(
-        r#"{{"id":"{id}","ipv4":"{}","mac":"{}"}}"#,
-        std::net::Ipv4Addr::from(d.ipv4),
-        Mac::from_u64(d.mac).unwrap()
-    )
+    task_payload(SEED, id, i)
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use device_lookup::gen::device;
-use device_lookup::task::{parse_fields, parse_json};
+use device_lookup::task::parse_fields;
 use redis::Commands;
 use support::fake_paste::{Answer, FakePaste};
 use support::*;
@@ -45,14 +45,7 @@ fn stream_hits(conn: &mut redis::Connection) -> (HashSet<String>, usize) {
 }
 
 fn list_hits(conn: &mut redis::Connection) -> HashSet<String> {
-    let owners = owners();
-    let queued: Vec<Vec<u8>> = conn.lrange(QUEUE, 0, -1).unwrap();
-    queued
-        .iter()
-        .filter_map(|p| parse_json(p).ok())
-        .filter(|t| owners.contains(&t.device_key()))
-        .map(|t| t.id)
-        .collect()
+    hits_in_list(conn, QUEUE, SEED, ROWS)
 }
 
 /// A copy of `config` for replica `n`: its own results file and HTTP port.

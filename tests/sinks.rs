@@ -7,8 +7,6 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use device_lookup::gen::device;
-use device_lookup::task::Mac;
 use redis::Commands;
 use support::fake_paste::{reply, Answer, FakePaste};
 use support::*;
@@ -17,12 +15,7 @@ const QUEUE: &str = "device-lookup:tasks";
 const SEED: u64 = 41;
 
 fn task(id: &str, i: u64) -> String {
-    let d = device(SEED, i);
-    format!(
-        r#"{{"id":"{id}","ipv4":"{}","mac":"{}"}}"#,
-        std::net::Ipv4Addr::from(d.ipv4),
-        Mac::from_u64(d.mac).unwrap()
-    )
+    task_payload(SEED, id, i)
 }
 
 /// The JSON document inside a multipart body.

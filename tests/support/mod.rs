@@ -45,18 +45,37 @@ fn kill(child: &mut Child, signal: i32) {
     }
 }
 
+/// A server process that is killed (SIGKILL) when stopped or dropped.
+#[derive(Default)]
+struct ServerProcess(Option<Child>);
+
+impl ServerProcess {
+    fn stop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            kill(&mut c, libc::SIGKILL);
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 // ---------------------------------------------------------------------------
 
 pub struct Redis {
     pub port: u16,
     dir: PathBuf,
-    child: Option<Child>,
+    process: ServerProcess,
     appendonly: bool,
 }
 
 impl Redis {
     pub fn start(dir: &Path, appendonly: bool) -> Redis {
-        let mut r = Redis { port: free_port(), dir: dir.join("redis"), child: None, appendonly };
+        let mut r = Redis { port: free_port(), dir: dir.join("redis"), process: ServerProcess::default(), appendonly };
         std::fs::create_dir_all(&r.dir).unwrap();
         r.spawn();
         r
@@ -72,7 +91,7 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        self.child = Some(child);
+        self.process = ServerProcess(Some(child));
         let url = self.url();
         wait_until("redis to answer PING", Duration::from_secs(10), || {
             redis::Client::open(url.as_str())
@@ -91,10 +110,7 @@ impl Redis {
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill(&mut c, libc::SIGKILL);
-            c.wait().unwrap();
-        }
+        self.process.stop();
     }
 
     pub fn restart(&mut self) {
@@ -103,18 +119,12 @@ impl Redis {
     }
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 // ---------------------------------------------------------------------------
 
 pub struct ClickHouse {
     pub http_port: u16,
     dir: PathBuf,
-    child: Option<Child>,
+    process: ServerProcess,
 }
 
 impl ClickHouse {
@@ -127,7 +137,7 @@ impl ClickHouse {
             .replace("@HTTP_PORT@", &http_port.to_string())
             .replace("@TCP_PORT@", &free_port().to_string());
         std::fs::write(dir.join("config.xml"), config).unwrap();
-        let mut ch = ClickHouse { http_port, dir, child: None };
+        let mut ch = ClickHouse { http_port, dir, process: ServerProcess::default() };
         ch.spawn();
         ch
     }
@@ -140,7 +150,7 @@ impl ClickHouse {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        self.child = Some(child);
+        self.process = ServerProcess(Some(child));
         let port = self.http_port;
         wait_until("ClickHouse to answer /ping", Duration::from_secs(30), || {
             http_get(&format!("http://127.0.0.1:{port}/ping")).map(|(s, _)| s == 200).unwrap_or(false)
@@ -159,21 +169,12 @@ impl ClickHouse {
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill(&mut c, libc::SIGKILL);
-            c.wait().unwrap();
-        }
+        self.process.stop();
     }
 
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
-    }
-}
-
-impl Drop for ClickHouse {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -269,6 +270,35 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A list-mode task payload for row `i` of the table seeded with `seed`.
+pub fn task_payload(seed: u64, id: &str, i: u64) -> String {
+    let d = device_lookup::gen::device(seed, i);
+    format!(
+        r#"{{"id":"{id}","ipv4":"{}","mac":"{}"}}"#,
+        std::net::Ipv4Addr::from(d.ipv4),
+        device_lookup::task::Mac::from_u64(d.mac).unwrap()
+    )
+}
+
+/// Ids of the tasks now in list `queue` whose device is among the `rows`
+/// rows seeded with `seed`: the tasks that must be published.
+pub fn hits_in_list(
+    conn: &mut redis::Connection,
+    queue: &str,
+    seed: u64,
+    rows: u64,
+) -> std::collections::HashSet<String> {
+    let owners: std::collections::HashSet<(u32, u64)> =
+        (0..rows).map(|i| device_lookup::gen::device(seed, i)).map(|d| (d.ipv4, d.mac)).collect();
+    let queued: Vec<Vec<u8>> = redis::Commands::lrange(conn, queue, 0, -1).unwrap();
+    queued
+        .iter()
+        .filter_map(|p| device_lookup::task::parse_json(p).ok())
+        .filter(|t| owners.contains(&t.device_key()))
+        .map(|t| t.id)
+        .collect()
 }
 
 /// Runs a subcommand to completion; returns (status, stdout, stderr).
