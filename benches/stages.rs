@@ -2,9 +2,9 @@
 //! alone, as fast as this machine lets it go, using the daemon's own code:
 //! - Redis: taking tasks (the Lua LMOVE batch) and settling them (the MULTI
 //!   with LREM), 256 at a time;
-//! - ClickHouse: batched lookups of 1000 devices, two queries at a time (the
-//!   default lookup pool);
+//! - ClickHouse: batched lookups of 1000 devices, two queries at a time;
 //! - the sink: pastebin-form POSTs with 16 in flight (publisher.concurrency).
+//!
 //! Run by `benches/pipeline.sh`, which starts the servers and passes them in
 //! BENCH_REDIS_URL, BENCH_CLICKHOUSE_URL and BENCH_SINK_URL; alone it skips.
 

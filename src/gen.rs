@@ -48,7 +48,7 @@ const MASK48: u64 = Mac::MAX;
 /// A bijection on 48-bit values: odd multiplications and xor-shifts both invert.
 fn permute48(x: u64, seed: u64) -> u64 {
     let mut x = (x ^ (mix(seed) & MASK48)) & MASK48;
-    x = x.wrapping_mul(0x5DEE_CE66_D) & MASK48;
+    x = x.wrapping_mul(0x5_DEEC_E66D) & MASK48;
     x ^= x >> 23;
     x = x.wrapping_mul(0x2545_F491_4F6C_DD1D | 1) & MASK48;
     x ^= x >> 19;

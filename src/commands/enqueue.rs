@@ -42,7 +42,7 @@ pub async fn enqueue(
     seed: u64,
     prefix: &str,
 ) -> Result<(), CommandError> {
-    let mut rng = Rng::new(seed ^ 0x5eed_0f_7a5c);
+    let mut rng = Rng::new(seed ^ 0x5e_ed0f_7a5c);
     let hits_wanted = ((count as f64) * (1.0 - invalid_ratio) * hit_ratio).ceil() as u64;
     let sample = if hits_wanted > 0 {
         let db = Db::connect(&settings.clickhouse).await?;
