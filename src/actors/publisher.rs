@@ -74,6 +74,11 @@ pub struct PublisherActor {
     next_request: u64,
     paused_until: Option<Instant>,
     wake: Option<SpawnHandle>,
+    /// Published results not yet handed to the ResultWriter: those answered
+    /// within one turn of the event loop go together, one message per turn
+    /// rather than one per task (each message wakes the writer's thread).
+    to_record: Vec<Published>,
+    record_scheduled: bool,
     backoff: Backoff,
     log_limit: LogLimiter,
 }
@@ -102,6 +107,8 @@ impl PublisherActor {
             next_request: 0,
             paused_until: None,
             wake: None,
+            to_record: Vec::new(),
+            record_scheduled: false,
             log_limit: LogLimiter::default(),
         }
     }
@@ -253,7 +260,11 @@ impl PublisherActor {
                 self.backoff.reset();
                 self.log_limit.reset();
                 self.metrics.up(Dependency::PasteService);
-                forward(&self.writer, Record(vec![Published { found: job.found, url }]));
+                self.to_record.push(Published { found: job.found, url });
+                if !self.record_scheduled {
+                    self.record_scheduled = true;
+                    ctx.run_later(Duration::ZERO, |act, _| act.hand_on_results());
+                }
             }
             Verdict::Transient(reason) => {
                 self.waiting.push_front(job);
@@ -317,6 +328,13 @@ impl PublisherActor {
         self.pump(ctx);
     }
 
+    fn hand_on_results(&mut self) {
+        self.record_scheduled = false;
+        if !self.to_record.is_empty() {
+            forward(&self.writer, Record(std::mem::take(&mut self.to_record)));
+        }
+    }
+
     fn pause(&mut self, delay: Duration) {
         let until = Instant::now() + delay;
         self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
@@ -342,6 +360,8 @@ impl Actor for PublisherActor {
 
 impl Supervised for PublisherActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
+        // The scheduled hand-on was cancelled with the context: do it now.
+        self.hand_on_results();
         self.client = None;
         self.wake = None;
         // Only stopped with nothing in flight, but never lose a job regardless.
