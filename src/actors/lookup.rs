@@ -163,7 +163,6 @@ impl LookupActor {
                     act.metrics.lookup_seconds.observe_duration(started.elapsed());
                     act.metrics.lookup_batch_size.observe(devices as f64);
                     act.metrics.lookup_batches.fetch_add(1, Ordering::Relaxed);
-                    act.metrics.lookup_rows.fetch_add(n as u64, Ordering::Relaxed);
                     let mut hits = Vec::new();
                     let mut misses = Vec::new();
                     for job in act.pending.drain(..n) {

@@ -28,7 +28,6 @@ use crate::messages::Delivery;
 pub struct StreamQueue {
     pub(super) common: Common,
     group: Arc<str>,
-    max_deliveries: u32,
 }
 
 type Entry = (String, Vec<(Bytes, Bytes)>);
@@ -51,7 +50,7 @@ impl StreamQueue {
             Err(e) if e.code() == Some("BUSYGROUP") => {}
             Err(e) => return Err(e),
         }
-        Ok(StreamQueue { common, group: s.group.as_str().into(), max_deliveries: s.max_deliveries })
+        Ok(StreamQueue { common, group: s.group.as_str().into() })
     }
 
     /// New entries for us: without waiting, or waiting up to `block`.
@@ -182,10 +181,6 @@ impl StreamQueue {
             Value::Array(rows) => rows.len(),
             _ => 0,
         })
-    }
-
-    pub fn max_deliveries(&self) -> u32 {
-        self.max_deliveries
     }
 }
 
