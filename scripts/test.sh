@@ -6,4 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/lint.sh
-cargo test --locked --all-targets
+# Every benchmark once, in test mode (they compile and run), then the tests,
+# so that the run closes with the test runner's summary.
+cargo test --locked --benches
+cargo test --locked --lib --bins --tests
