@@ -29,9 +29,9 @@ impl Backoff {
     /// As [`Backoff::next_delay`], with another cap for this failure (a
     /// misconfiguration waits longer than an outage).
     pub fn next_delay_capped(&mut self, cap: Duration) -> Duration {
-        let ceiling = ceiling(self.base, cap, self.failures);
+        let delay = full_jitter(self.base, cap, self.failures);
         self.failures = self.failures.saturating_add(1);
-        rand::rng().random_range(Duration::ZERO..=ceiling)
+        delay
     }
 
     /// Failures since the last success.
@@ -42,6 +42,11 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.failures = 0;
     }
+}
+
+/// The delay after `failures` earlier failures: uniform in `[0, ceiling]`.
+pub fn full_jitter(base: Duration, max: Duration, failures: u32) -> Duration {
+    rand::rng().random_range(Duration::ZERO..=ceiling(base, max, failures))
 }
 
 /// The upper bound of the jittered delay after `failures` failures.

@@ -38,7 +38,7 @@ use slog::{error, info, warn, Logger};
 use super::queue_reader::QueueReader;
 use super::result_writer::ResultWriter;
 use super::{forward, LogLimiter};
-use crate::backoff::Backoff;
+use crate::backoff::{full_jitter, Backoff};
 use crate::config::{PublisherKind, PublisherSettings, RateLimit, Settings};
 use crate::messages::{Found, Outcome, Publish, Published, Record, Settle, Settled};
 use crate::metrics::{Dependency, Metrics};
@@ -314,11 +314,7 @@ impl PublisherActor {
                     };
                     forward(&self.queue_reader, Settle::new(vec![dead]));
                 } else {
-                    let mut b = Backoff::new(self.p().backoff_base, self.p().backoff_max);
-                    let mut delay = Duration::ZERO;
-                    for _ in 0..job.rejections {
-                        delay = b.next_delay();
-                    }
+                    let delay = full_jitter(self.p().backoff_base, self.p().backoff_max, job.rejections - 1);
                     warn!(self.log, "paste service rejected the document; will retry"; "task_id" => task_id,
                         "reason" => reason, "attempt" => job.rejections, "retry_in" => ?delay);
                     self.delayed.push((Instant::now() + delay, job));
