@@ -68,22 +68,18 @@ pub async fn readiness(settings: &Settings, metrics: &Metrics) -> (bool, serde_j
     if let Err(e) = clickhouse {
         problems.insert("clickhouse", e);
     }
+    let failing: BTreeMap<&str, String> = metrics.problems().into_iter().map(|(d, why)| (d.label(), why)).collect();
     if metrics.is_refused() {
-        let why = metrics.problems().get(&crate::metrics::Dependency::PasteService).cloned().unwrap_or_default();
+        let why = failing.get(crate::metrics::Dependency::PasteService.label()).cloned().unwrap_or_default();
         problems.insert("paste_service", why);
     }
-    let failing: BTreeMap<&str, String> = metrics.problems().into_iter().map(|(d, why)| (d.label(), why)).collect();
     let ready = problems.is_empty();
     (ready, json!({ "ready": ready, "problems": problems, "failing": failing }))
 }
 
 async fn probe_redis(settings: &Settings) -> Result<(), String> {
     let probe = async {
-        let client = redis::Client::open(settings.redis.url.expose())?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(PROBE_TIMEOUT))
-            .set_response_timeout(Some(PROBE_TIMEOUT));
-        let mut c = client.get_multiplexed_async_connection_with_config(&config).await?;
+        let mut c = crate::queue::connection(settings.redis.url.expose(), PROBE_TIMEOUT).await?;
         redis::cmd("PING").query_async::<String>(&mut c).await
     };
     match tokio::time::timeout(PROBE_TIMEOUT, probe).await {

@@ -44,11 +44,7 @@ pub async fn check(s: &Settings) -> Result<(), CommandError> {
 }
 
 async fn redis_report(s: &Settings) -> Result<String, CommandError> {
-    let client = redis::Client::open(s.redis.url.expose())?;
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(s.redis.response_timeout))
-        .set_response_timeout(Some(s.redis.response_timeout));
-    let mut c = client.get_multiplexed_async_connection_with_config(&config).await?;
+    let mut c = crate::queue::connection(s.redis.url.expose(), s.redis.response_timeout).await?;
     let queued: u64 = match s.redis.mode {
         QueueMode::List => redis::cmd("LLEN").arg(&s.redis.queue).query_async(&mut c).await?,
         QueueMode::Stream => redis::cmd("XLEN").arg(&s.redis.queue).query_async(&mut c).await?,

@@ -318,6 +318,14 @@ pub fn dead_letter(s: &Settled, error: &str, consumer: &str) -> String {
     entry.to_string()
 }
 
+/// One multiplexed connection whose connect and every command are bounded by
+/// `timeout` (for probes and reports; the daemon's own are built in
+/// [`Queue::connect`]).
+pub async fn connection(url: &str, timeout: Duration) -> redis::RedisResult<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(timeout));
+    redis::Client::open(url)?.get_multiplexed_async_connection_with_config(&config).await
+}
+
 /// A consumer name unique to this process: host, pid and a random suffix.
 pub fn unique_consumer_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
