@@ -41,11 +41,12 @@ start_clickhouse() {
     wait_for "ClickHouse" 30 curl -sf "http://127.0.0.1:$CH_PORT/ping"
 }
 
-# queue_drained QUEUE: true when the list and every processing list are empty.
+# queue_drained QUEUE: true when the list and every consumer's processing hash
+# are empty (consumers from the set, not a SCAN over every done record).
 queue_drained() {
     [ "$(redis-cli -p "$REDIS_PORT" llen "$1")" = 0 ] || return 1
-    local k
-    for k in $(redis-cli -p "$REDIS_PORT" --scan --pattern "$1:processing:*"); do
-        [ "$(redis-cli -p "$REDIS_PORT" llen "$k")" = 0 ] || return 1
+    local c
+    for c in $(redis-cli -p "$REDIS_PORT" smembers "$1:consumers"); do
+        [ "$(redis-cli -p "$REDIS_PORT" hlen "$1:processing:$c")" = 0 ] || return 1
     done
 }

@@ -171,7 +171,7 @@ fn end_to_end_list_mode() {
     assert!(dead.iter().any(|e| e.contains("not valid UTF-8")));
     assert!(dead.iter().any(|e| e.contains("bytes, more than")));
 
-    // Queue and processing lists are empty; the consumer left cleanly.
+    // Queue and processing hashes are empty; the consumer left cleanly.
     let queued: usize = conn.llen(QUEUE).unwrap();
     assert_eq!(queued, 0);
     assert_eq!(processing_len(&mut conn), 0);
@@ -189,11 +189,12 @@ fn device_key_and_name(i: u64) -> ((u32, u64), String) {
 
 fn processing_len(conn: &mut redis::Connection) -> usize {
     let keys: Vec<String> = conn.keys(format!("{QUEUE}:processing:*")).unwrap();
-    keys.iter().map(|k| conn.llen::<_, usize>(k).unwrap()).sum()
+    keys.iter().map(|k| conn.hlen::<_, usize>(k).unwrap()).sum()
 }
 
-/// Tasks left in the processing list of a consumer that died (no heartbeat)
-/// are returned to the queue at start and processed.
+/// Tasks left in the processing hash of a consumer that died (no heartbeat)
+/// are returned to the queue at start and processed; so are those in a
+/// processing list, as versions before the hash left them.
 #[test]
 fn dead_consumers_tasks_are_taken_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -205,28 +206,35 @@ fn dead_consumers_tasks_are_taken_again() {
     assert!(status.success(), "{err}");
 
     let mut conn = redis.conn();
-    let ghost_list = format!("{QUEUE}:processing:ghost");
+    let ghost_hash = format!("{QUEUE}:processing:ghost");
+    let ghost_list = format!("{QUEUE}:processing:old-ghost");
     let mut ids = HashSet::new();
-    for i in 0..20 {
+    for i in 0..40 {
         let d = device(2, i);
         let payload = format!(
             r#"{{"id":"g{i}","ipv4":"{}","mac":"{}"}}"#,
             std::net::Ipv4Addr::from(d.ipv4),
             Mac::from_u64(d.mac).unwrap()
         );
-        let _: () = conn.lpush(&ghost_list, payload).unwrap();
+        if i < 20 {
+            let _: () = conn.hset(&ghost_hash, 1000 + i, payload).unwrap();
+        } else {
+            let _: () = conn.lpush(&ghost_list, payload).unwrap();
+        }
         ids.insert(format!("g{i}"));
     }
-    let _: () = conn.sadd(format!("{QUEUE}:consumers"), "ghost").unwrap();
+    let _: () = conn.sadd(format!("{QUEUE}:consumers"), &["ghost", "old-ghost"]).unwrap();
 
     let mut daemon = Daemon::start(&config, &dir.path().join("daemon.log"));
     wait_until("the ghost's tasks to be published", Duration::from_secs(30), || results(dir.path()).len() == ids.len());
     let written: HashSet<String> = results(dir.path()).iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(written, ids);
-    let left: usize = conn.llen(&ghost_list).unwrap();
+    let left: usize = conn.hlen::<_, usize>(&ghost_hash).unwrap() + conn.llen::<_, usize>(&ghost_list).unwrap();
     assert_eq!(left, 0);
-    let ghost_registered: bool = conn.sismember(format!("{QUEUE}:consumers"), "ghost").unwrap();
-    assert!(!ghost_registered);
+    for ghost in ["ghost", "old-ghost"] {
+        let registered: bool = conn.sismember(format!("{QUEUE}:consumers"), ghost).unwrap();
+        assert!(!registered, "{ghost} is forgotten");
+    }
     daemon.sigterm();
     assert!(daemon.wait(Duration::from_secs(30)).success());
 }

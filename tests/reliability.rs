@@ -74,10 +74,10 @@ impl World {
     fn processing(&self) -> usize {
         let mut c = self.redis.conn();
         let keys: Vec<String> = c.keys(format!("{QUEUE}:processing:*")).unwrap();
-        keys.iter().map(|k| c.llen::<_, usize>(k).unwrap()).sum()
+        keys.iter().map(|k| c.hlen::<_, usize>(k).unwrap()).sum()
     }
 
-    /// Queue and processing lists empty, and `n` results written.
+    /// Queue and processing hashes empty, and `n` results written.
     fn wait_done(&self, n: usize, timeout: Duration) {
         wait_until(&format!("{n} results and empty queues"), timeout, || {
             self.result_ids().len() >= n && self.redis_len(QUEUE) == 0 && self.processing() == 0

@@ -11,7 +11,7 @@
 //! Shutdown (SIGTERM or SIGINT): stop intake; wait up to
 //! `daemon.shutdown_timeout` for every task in flight to be settled (its line
 //! is then already fsynced); return whatever is left in this consumer's
-//! processing list to the queue; exit 0.
+//! processing hash to the queue; exit 0.
 
 use std::sync::Arc;
 

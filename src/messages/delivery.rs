@@ -7,8 +7,9 @@ use bytes::Bytes;
 /// How a task is acknowledged in Redis.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Receipt {
-    /// List mode: the payload itself, removed from the processing list by value.
-    List(Bytes),
+    /// List mode: the task's field in this consumer's processing hash, a
+    /// sequence number unique within the queue.
+    List(u64),
     /// Stream mode: the entry id, acknowledged with XACK.
     Stream(String),
 }
@@ -17,7 +18,7 @@ impl Receipt {
     /// The bytes that identify this task in the QueueReader's in-flight set.
     pub fn key(&self) -> Bytes {
         match self {
-            Receipt::List(payload) => payload.clone(),
+            Receipt::List(seq) => Bytes::from(seq.to_string()),
             Receipt::Stream(id) => Bytes::copy_from_slice(id.as_bytes()),
         }
     }
@@ -42,9 +43,9 @@ pub enum Payload {
 }
 
 impl Delivery {
-    pub fn from_list(payload: Bytes) -> Delivery {
+    pub fn from_list(seq: u64, payload: Bytes) -> Delivery {
         Delivery {
-            receipt: Receipt::List(payload.clone()),
+            receipt: Receipt::List(seq),
             payload: Payload::Json(payload),
             taken_at: Instant::now(),
             deliveries: 1,

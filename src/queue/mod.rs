@@ -3,7 +3,7 @@
 //!
 //! Two ways to consume, one interface ([`Queue`]):
 //! - [`list`]: producers `LPUSH`; each consumer moves tasks into a processing
-//!   list of its own and removes them when settled.
+//!   hash of its own and removes them when settled.
 //! - [`stream`]: producers `XADD`; consumers of one group read with
 //!   `XREADGROUP` and acknowledge with `XACK`.
 //!
@@ -191,7 +191,7 @@ impl Queue {
     /// Waits up to `timeout` for tasks.
     pub async fn fetch_blocking(&self, max: usize, timeout: Duration) -> redis::RedisResult<Vec<Delivery>> {
         match self {
-            Queue::List(q) => q.fetch_blocking(timeout).await,
+            Queue::List(q) => q.fetch_blocking(max, timeout).await,
             Queue::Stream(q) => q.fetch(max, Some(timeout)).await,
         }
     }
@@ -229,6 +229,7 @@ impl Queue {
         let mut pipe = redis::pipe();
         pipe.atomic();
         let ttl = c.dedup_ttl.as_secs().max(1);
+        let mut seqs = Vec::new();
         for s in batch {
             match &s.outcome {
                 Outcome::Dead { error } => {
@@ -244,12 +245,13 @@ impl Queue {
                 pipe.cmd("DEL").arg(c.keys.claim(id)).ignore();
             }
             match (self, &s.delivery.receipt) {
-                (Queue::List(_), Receipt::List(payload)) => {
-                    pipe.cmd("LREM").arg(&c.keys.processing).arg(-1).arg(&payload[..]).ignore();
-                }
+                (Queue::List(_), Receipt::List(seq)) => seqs.push(*seq),
                 (Queue::Stream(q), Receipt::Stream(id)) => q.ack(&mut pipe, id),
                 _ => {}
             }
+        }
+        if let Queue::List(q) = self {
+            q.settle(&mut pipe, &seqs);
         }
         pipe
     }
@@ -343,7 +345,7 @@ mod tests {
     #[test]
     fn dead_letter_keeps_the_payload() {
         let s = Settled {
-            delivery: Delivery::from_list(Bytes::from_static(b"{\"id\":\xff}")),
+            delivery: Delivery::from_list(1, Bytes::from_static(b"{\"id\":\xff}")),
             task_id: None,
             outcome: Outcome::Dead { error: "bad".into() },
         };
