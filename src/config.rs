@@ -136,11 +136,12 @@ struct RawLookup {
     workers: u64,
     batch_size: u64,
     batch_wait: String,
+    backlog_wait: String,
 }
 
 impl Default for RawLookup {
     fn default() -> Self {
-        RawLookup { workers: 1, batch_size: 4000, batch_wait: "5ms".into() }
+        RawLookup { workers: 1, batch_size: 4000, batch_wait: "5ms".into(), backlog_wait: "100ms".into() }
     }
 }
 
@@ -306,7 +307,11 @@ pub struct ClickhouseSettings {
 pub struct LookupSettings {
     pub workers: usize,
     pub batch_size: usize,
+    /// How long a partial batch waits for more tasks.
     pub batch_wait: Duration,
+    /// The same while the queue has a backlog (latency is then queueing
+    /// anyway, and full batches cost ClickHouse far less per device).
+    pub backlog_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -510,6 +515,7 @@ impl RawConfig {
             workers: range("lookup.workers", l.workers, 1, 64)?,
             batch_size: range("lookup.batch_size", l.batch_size, 1, MAX_LOOKUP_BATCH as u64)?,
             batch_wait: parse_duration(&l.batch_wait).map_err(|p| invalid("lookup.batch_wait", p))?,
+            backlog_wait: parse_duration(&l.backlog_wait).map_err(|p| invalid("lookup.backlog_wait", p))?,
         };
 
         let p = self.publisher;

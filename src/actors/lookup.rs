@@ -2,8 +2,8 @@
 //!
 //! **Job.** Batches the parsed tasks it is given (the QueueReader has already
 //! validated and normalised them, and dead-lettered the malformed), up to
-//! `lookup.batch_size` or `lookup.batch_wait`, into one ClickHouse query per
-//! batch. Found tasks go to the publisher; the rest are settled as not found.
+//! `lookup.batch_size` or `lookup.batch_wait` (`lookup.backlog_wait` while the
+//! queue has a backlog), into one ClickHouse query per batch. Found tasks go to the publisher; the rest are settled as not found.
 //! A pool of `lookup.workers` of these runs, each on its own arbiter (thread).
 //!
 //! **Messages.** In: [`Lookup`]. Out: [`Publish`], [`Settle`].
@@ -48,7 +48,10 @@ pub struct LookupActor {
     db: Option<Rc<KeyLookup>>,
     pending: VecDeque<Job>,
     querying: bool,
-    flush_timer: Option<SpawnHandle>,
+    /// The timer that runs a partial batch, and when it fires.
+    flush_timer: Option<(SpawnHandle, Instant)>,
+    /// The latest tasks came while the queue had a backlog.
+    backlog: bool,
     backoff: Backoff,
     last_failure: Failure,
     restarted: bool,
@@ -74,6 +77,7 @@ impl LookupActor {
             pending: VecDeque::new(),
             querying: false,
             flush_timer: None,
+            backlog: false,
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
             last_failure: Failure::Unavailable,
             restarted: false,
@@ -124,19 +128,33 @@ impl LookupActor {
         ctx.stop();
     }
 
-    /// Runs a query when a batch is full, or arms the timer for a partial one.
+    /// Runs a query when a batch is full, or arms the timer for a partial one:
+    /// `batch_wait`, or the longer `backlog_wait` while the queue has a
+    /// backlog. A timer armed for a backlog is brought forward when the
+    /// backlog ends.
     fn maybe_query(&mut self, ctx: &mut Context<Self>) {
         if self.querying || self.db.is_none() || self.pending.is_empty() {
             return;
         }
-        if self.pending.len() >= self.settings.lookup.batch_size || self.settings.lookup.batch_wait.is_zero() {
+        let l = &self.settings.lookup;
+        let wait = if self.backlog { l.backlog_wait.max(l.batch_wait) } else { l.batch_wait };
+        if self.pending.len() >= l.batch_size || wait.is_zero() {
             self.query(ctx);
-        } else if self.flush_timer.is_none() {
-            let wait = self.settings.lookup.batch_wait;
-            self.flush_timer = Some(ctx.run_later(wait, |act, ctx| {
-                act.flush_timer = None;
-                act.query(ctx);
-            }));
+            return;
+        }
+        let now = Instant::now();
+        match self.flush_timer {
+            Some((_, at)) if at <= now + wait => {}
+            _ => {
+                if let Some((t, _)) = self.flush_timer.take() {
+                    ctx.cancel_future(t);
+                }
+                let handle = ctx.run_later(wait, |act, ctx| {
+                    act.flush_timer = None;
+                    act.query(ctx);
+                });
+                self.flush_timer = Some((handle, now + wait));
+            }
         }
     }
 
@@ -145,7 +163,7 @@ impl LookupActor {
             return;
         }
         let Some(lookup) = self.db.clone() else { return };
-        if let Some(t) = self.flush_timer.take() {
+        if let Some((t, _)) = self.flush_timer.take() {
             ctx.cancel_future(t);
         }
         self.querying = true;
@@ -218,7 +236,8 @@ impl Handler<Lookup> for LookupActor {
     type Result = ();
 
     fn handle(&mut self, msg: Lookup, ctx: &mut Context<Self>) {
-        self.pending.extend(msg.0);
+        self.pending.extend(msg.jobs);
+        self.backlog = msg.backlog;
         self.maybe_query(ctx);
     }
 }

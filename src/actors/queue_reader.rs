@@ -1,7 +1,7 @@
 //! QueueReader: takes tasks from Redis, makes sure each id is worked on once,
 //! and settles tasks there.
 //!
-//! **Job.** Moves tasks from the queue into this consumer's processing list in
+//! **Job.** Moves tasks from the queue into this consumer's processing hash in
 //! batches (at most `daemon.max_in_flight` in flight) and parses each; a
 //! malformed one is dead-lettered at once. A task whose id is already in
 //! flight waits ("parked") until the first copy is settled; a task whose id
@@ -9,7 +9,8 @@
 //! duplicate. The rest go to the LookupActor pool, round-robin. A task is
 //! removed from Redis only when its outcome is final ([`Settle`]), in the same
 //! transaction as its dead letter or done record. Also keeps this consumer's
-//! heartbeat and returns dead consumers' tasks to the queue.
+//! heartbeat and returns dead consumers' tasks to the queue. Tells the
+//! lookups whether the queue has a backlog (the last fetch was full).
 //!
 //! **Intake** opens only after the ResultWriter reported what the results
 //! file holds beyond its checkpoint ([`Recovered`]) and those ids are recorded
@@ -25,7 +26,7 @@
 //!
 //! **A restart resets** the connections and the flags of the cancelled
 //! futures. It keeps the in-flight set, the claims, everything pending and the
-//! counters. After reconnecting, tasks found in our processing list that we do
+//! counters. After reconnecting, tasks found in our processing hash that we do
 //! not hold (a fetch whose reply was lost) go back to the queue.
 
 use std::collections::{HashMap, HashSet};
@@ -87,6 +88,9 @@ pub struct QueueReader {
     marked: bool,
 
     fetching: bool,
+    /// The last fetch was full: the queue likely holds more (passed on to
+    /// the lookups, which then wait for fuller batches).
+    backlog: bool,
     checking: bool,
     settling: bool,
     marking: bool,
@@ -127,6 +131,7 @@ impl QueueReader {
             to_mark: None,
             marked: false,
             fetching: false,
+            backlog: false,
             checking: false,
             settling: false,
             marking: false,
@@ -277,10 +282,11 @@ impl QueueReader {
             }
             q.fetch_blocking(n, block).await
         };
-        ctx.spawn(fut.into_actor(self).map(|res: redis::RedisResult<Vec<Delivery>>, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |res: redis::RedisResult<Vec<Delivery>>, act, ctx| {
             act.fetching = false;
             match res {
                 Ok(items) => {
+                    act.backlog = items.len() >= n;
                     act.take(items);
                     act.kick(ctx);
                 }
@@ -393,7 +399,7 @@ impl QueueReader {
         }
         let target = &self.lookups[self.next_lookup % self.lookups.len()];
         self.next_lookup = self.next_lookup.wrapping_add(1);
-        forward(target, Lookup(jobs));
+        forward(target, Lookup { jobs, backlog: self.backlog });
     }
 
     // --- settling ---------------------------------------------------------

@@ -12,7 +12,11 @@ pub struct Job {
     pub task: Task,
 }
 
-/// Look these tasks' devices up.
+/// Look these tasks' devices up. `backlog`: the fetch that brought the
+/// latest of them was full, so the queue likely holds more right now.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Lookup(pub Vec<Job>);
+pub struct Lookup {
+    pub jobs: Vec<Job>,
+    pub backlog: bool,
+}
