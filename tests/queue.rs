@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use device_lookup::config::Settings;
 use device_lookup::messages::{Delivery, Outcome, Settled};
-use device_lookup::queue::Queue;
+use device_lookup::queue::{Check, Queue};
 use redis::Commands;
 use support::*;
 
@@ -100,4 +100,30 @@ async fn fetch_settle_reconcile_and_the_idle_wait() {
     expected.reverse();
     assert_eq!(order, expected, "taken from the right: the oldest is last");
     assert_eq!(conn.hlen::<_, usize>(&processing).unwrap(), 0);
+}
+
+/// The check before work: a fresh id is claimed; a published one is a
+/// duplicate; one claimed by another consumer is theirs; one we claimed
+/// before (a check repeated after a reconnect) stays ours, its claim renewed.
+#[actix_rt::test]
+async fn check_claims_fresh_ids_and_tells_whose_the_others_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), false);
+    let s = settings(&redis);
+    let mut conn = redis.conn();
+    let _: () = conn.set(format!("{QUEUE}:done:published"), "http://paste/1").unwrap();
+    let _: () = conn.set(format!("{QUEUE}:claim:theirs"), "other-consumer").unwrap();
+    let _: () = conn.set(format!("{QUEUE}:claim:ours-before"), CONSUMER).unwrap();
+    let q = Queue::connect(&s.redis, CONSUMER).await.unwrap();
+
+    let ids: Vec<String> = ["fresh", "published", "theirs", "ours-before"].map(String::from).to_vec();
+    let checks = q.check(&ids).await.unwrap();
+    assert_eq!(checks, vec![Check::Mine, Check::Published, Check::Elsewhere, Check::Mine]);
+
+    let owner: String = conn.get(format!("{QUEUE}:claim:fresh")).unwrap();
+    assert_eq!(owner, CONSUMER);
+    let theirs: String = conn.get(format!("{QUEUE}:claim:theirs")).unwrap();
+    assert_eq!(theirs, "other-consumer", "another consumer's claim is left alone");
+    let ttl: i64 = conn.pttl(format!("{QUEUE}:claim:ours-before")).unwrap();
+    assert!(ttl > 0, "our earlier claim now expires with the lease (pttl {ttl})");
 }

@@ -31,6 +31,7 @@ use crate::messages::{Delivery, Outcome, Receipt, Settled};
 
 /// For each id (KEYS: done key, claim key, in pairs): 1 if already published,
 /// 0 if the claim is now ours (or already was), 2 if another consumer has it.
+/// Only for ids whose claim was taken when [`Queue::check`] tried it.
 const CHECK_AND_CLAIM: &str = r"
 local out = {}
 for i = 1, #KEYS, 2 do
@@ -197,25 +198,58 @@ impl Queue {
     }
 
     /// Checks each id against the done records and claims it.
+    ///
+    /// The common case costs two plain commands per id in one pipeline: claim
+    /// (`SET NX PX`), then look for a done record. Claiming first makes this
+    /// safe without a script: a done record is written in the same
+    /// transaction that drops the claim, so a claim won with no done record
+    /// means nobody has published the id. Ids whose claim is taken (ours from
+    /// before a reconnect, or another consumer's) go through the Lua check,
+    /// which can tell the two apart. Lua's cost per call was a third of
+    /// Redis's CPU per task when every id went through it.
     pub async fn check(&self, ids: &[String]) -> redis::RedisResult<Vec<Check>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let c = self.common();
         let mut conn = c.conn.clone();
+        let lease = c.lease.as_millis() as u64;
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            let mut inv = c.check.prepare_invoke();
+            let mut pipe = redis::pipe();
             for id in chunk {
+                pipe.cmd("SET").arg(c.keys.claim(id)).arg(&*c.consumer).arg("NX").arg("PX").arg(lease);
+                pipe.cmd("EXISTS").arg(c.keys.done(id));
+            }
+            let replies: Vec<(Option<String>, bool)> = pipe.query_async(&mut conn).await?;
+            let mut taken = Vec::new();
+            for (claimed, done) in replies {
+                out.push(match (claimed.is_some(), done) {
+                    (true, false) => Check::Mine,
+                    (true, true) => Check::Published,
+                    (false, _) => {
+                        taken.push(out.len());
+                        Check::Elsewhere
+                    }
+                });
+            }
+            if taken.is_empty() {
+                continue;
+            }
+            let mut inv = c.check.prepare_invoke();
+            for &at in &taken {
+                let id = &ids[at];
                 inv.key(c.keys.done(id)).key(c.keys.claim(id));
             }
-            inv.arg(&*c.consumer).arg(c.lease.as_millis() as u64);
+            inv.arg(&*c.consumer).arg(lease);
             let codes: Vec<u8> = inv.invoke_async(&mut conn).await?;
-            out.extend(codes.into_iter().map(|code| match code {
-                1 => Check::Published,
-                0 => Check::Mine,
-                _ => Check::Elsewhere,
-            }));
+            for (&at, code) in taken.iter().zip(codes) {
+                out[at] = match code {
+                    1 => Check::Published,
+                    0 => Check::Mine,
+                    _ => Check::Elsewhere,
+                };
+            }
         }
         Ok(out)
     }
