@@ -1,8 +1,10 @@
 //! Stage ceilings for the end-to-end benchmark: each stage of the pipeline
 //! alone, as fast as this machine lets it go, using the daemon's own code:
-//! - Redis: taking tasks (the Lua LMOVE batch) and settling them (the MULTI
-//!   with LREM), 256 at a time;
-//! - ClickHouse: batched lookups of 1000 devices, two queries at a time;
+//! - Redis: all the daemon asks of it per task: taking (the Lua batch into
+//!   the processing hash), checking and claiming the ids, and settling them
+//!   as published (done record, claim dropped, `HDEL`), 256 at a time;
+//! - ClickHouse: batched lookups of `lookup.batch_size` (4000) devices, two
+//!   queries at a time (the daemon's batches under a backlog);
 //! - the sink: pastebin-form POSTs with 16 in flight (publisher.concurrency).
 //!
 //! Run by `benches/pipeline.sh`, which starts the servers and passes them in
@@ -12,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use device_lookup::config::Settings;
 use device_lookup::db::{Db, KeyLookup};
-use device_lookup::messages::{Delivery, Outcome, Settled};
-use device_lookup::queue::Queue;
+use device_lookup::messages::{Outcome, Settled};
+use device_lookup::queue::{Check, Queue};
 
 fn main() {
     let (Ok(redis), Ok(clickhouse), Ok(sink)) =
@@ -57,12 +59,19 @@ async fn redis_stage(settings: &Settings, tasks: usize) -> Duration {
     let started = Instant::now();
     let mut done = 0;
     while done < tasks {
-        let batch: Vec<Settled> = q
-            .fetch(256)
-            .await
-            .expect("fetch")
+        let taken = q.fetch(256).await.expect("fetch");
+        let ids: Vec<String> = taken.iter().map(|d| d.parse().expect("valid task").id).collect();
+        let checks = q.check(&ids).await.expect("check");
+        assert!(checks.iter().all(|c| *c == Check::Mine));
+        let url = "http://sink.local/p".to_owned();
+        let batch: Vec<Settled> = taken
             .into_iter()
-            .map(|delivery: Delivery| Settled { delivery, task_id: None, outcome: Outcome::NotFound })
+            .zip(ids)
+            .map(|(delivery, id)| Settled {
+                delivery,
+                task_id: Some(id),
+                outcome: Outcome::Published { url: url.clone() },
+            })
             .collect();
         done += batch.len();
         q.run(q.settle_pipeline(&batch)).await.expect("settle");
@@ -76,7 +85,7 @@ async fn clickhouse_stage(settings: &Settings, tasks: usize) -> Duration {
     let keys = db.sample(tasks as u64, 7).await.expect("sample");
     let lookup = KeyLookup::new(&settings.clickhouse, &db.table_ref(), column);
     let started = Instant::now();
-    let mut batches = keys.chunks(1000);
+    let mut batches = keys.chunks(settings.lookup.batch_size);
     loop {
         let (a, b) = (batches.next(), batches.next());
         let Some(a) = a else { break };

@@ -22,6 +22,31 @@ pub enum Verdict {
     Rejected(String),
 }
 
+/// The body of a pastebin form POST. The fields that are the same for every
+/// paste (key, options) are encoded once; each paste appends its document and
+/// name. (Building and serialising the whole form per paste was 7% of the
+/// daemon's CPU in the drain benchmark.)
+#[derive(Debug, Clone)]
+pub struct PastebinForm {
+    fixed: String,
+}
+
+impl PastebinForm {
+    pub fn new<'a>(fixed: impl IntoIterator<Item = (&'a str, &'a str)>) -> PastebinForm {
+        PastebinForm { fixed: form_urlencoded::Serializer::new(String::new()).extend_pairs(fixed).finish() }
+    }
+
+    /// The form with `api_paste_code` and `api_paste_name` added.
+    pub fn body(&self, document: &str, name: &str) -> String {
+        let mut out = String::with_capacity(self.fixed.len() + document.len() * 2 + name.len() + 40);
+        out.push_str(&self.fixed);
+        form_urlencoded::Serializer::for_suffix(out, 0)
+            .append_pair("api_paste_code", document)
+            .append_pair("api_paste_name", name)
+            .finish()
+    }
+}
+
 /// Classifies a pastebin.com API answer. pastebin reports errors with status
 /// 200 or 422 and a text body, so the body decides before the status does.
 pub fn classify_pastebin(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Verdict {
@@ -124,6 +149,22 @@ fn shorten(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pastebin_form_holds_every_field_once_encoded() {
+        let form = PastebinForm::new([("api_dev_key", "k&=y"), ("api_option", "paste")]);
+        let body = form.body(r#"{"id":"a b","username":"ü+%"}"#, "id&1");
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+        let expected = [
+            ("api_dev_key", "k&=y"),
+            ("api_option", "paste"),
+            ("api_paste_code", r#"{"id":"a b","username":"ü+%"}"#),
+            ("api_paste_name", "id&1"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(pairs, expected);
+        assert_eq!(PastebinForm::new([]).body("d", "n"), "api_paste_code=d&api_paste_name=n");
+    }
     use Verdict::*;
 
     fn kind(v: &Verdict) -> &'static str {

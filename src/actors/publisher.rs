@@ -43,7 +43,7 @@ use crate::config::{PublisherKind, PublisherSettings, RateLimit, Settings};
 use crate::messages::{Found, Outcome, Publish, Published, Record, Settle, Settled};
 use crate::metrics::{Dependency, Metrics};
 use crate::multipart;
-use crate::paste::{classify_http, classify_pastebin, parse_retry_after, webhook_url, Verdict};
+use crate::paste::{classify_http, classify_pastebin, parse_retry_after, webhook_url, PastebinForm, Verdict};
 use crate::task::Document;
 
 /// Largest answer body read from the paste service.
@@ -81,6 +81,8 @@ pub struct PublisherActor {
     record_scheduled: bool,
     backoff: Backoff,
     log_limit: LogLimiter,
+    /// The pastebin form's fixed fields, encoded once.
+    form: PastebinForm,
 }
 
 impl PublisherActor {
@@ -92,8 +94,21 @@ impl PublisherActor {
         queue_reader: Addr<QueueReader>,
     ) -> Self {
         let p = &settings.publisher;
+        let private = p.paste_private.to_string();
+        let mut fixed = vec![
+            ("api_dev_key", p.api_dev_key.expose()),
+            ("api_option", "paste"),
+            ("api_paste_format", "json"),
+            ("api_paste_private", private.as_str()),
+            ("api_paste_expire_date", p.paste_expire_date.as_str()),
+        ];
+        if !p.api_user_key.is_empty() {
+            fixed.push(("api_user_key", p.api_user_key.expose()));
+        }
+        let form = PastebinForm::new(fixed);
         PublisherActor {
             log: log.new(slog::o!("actor" => "publisher")),
+            form,
             limiter: p.rate_limit.map(|rl| RateLimiter::direct(quota(rl))),
             backoff: Backoff::new(p.backoff_base, p.backoff_max),
             settings,
@@ -185,21 +200,9 @@ impl PublisherActor {
         let document = Document::new(&job.found.task, &job.found.username).to_json();
         let request = client.post(&p.url).timeout(p.timeout);
         let sent = match p.kind {
-            PublisherKind::Pastebin => {
-                let mut form: Vec<(&'static str, String)> = vec![
-                    ("api_dev_key", p.api_dev_key.expose().to_owned()),
-                    ("api_option", "paste".to_owned()),
-                    ("api_paste_code", document),
-                    ("api_paste_format", "json".to_owned()),
-                    ("api_paste_name", job.found.task.id.clone()),
-                    ("api_paste_private", p.paste_private.to_string()),
-                    ("api_paste_expire_date", p.paste_expire_date.clone()),
-                ];
-                if !p.api_user_key.is_empty() {
-                    form.push(("api_user_key", p.api_user_key.expose().to_owned()));
-                }
-                request.send_form(&form)
-            }
+            PublisherKind::Pastebin => request
+                .insert_header(("content-type", "application/x-www-form-urlencoded"))
+                .send_body(self.form.body(&document, &job.found.task.id)),
             PublisherKind::Upload => {
                 let filename = format!("{}.json", job.found.task.id);
                 let (content_type, body) =
