@@ -2,7 +2,8 @@
 # The end-to-end benchmark (issue: performance). On this machine, with local
 # servers started here:
 #   1. ClickHouse seeded with ROWS (1M) devices; Redis with AOF (everysec);
-#      nginx as the sink, answering every pastebin POST with a URL.
+#      nginx as the sink, answering every pastebin POST with a URL. Then the
+#      lookup layouts compared (benches/layouts.py).
 #   2. Stage ceilings: each stage alone (benches/stages.rs).
 #   3. The baseline: benches/baseline.py, 5 threads doing one task at a time,
 #      on BASELINE_TASKS (20k) tasks.
@@ -90,6 +91,10 @@ say() { echo "$*" >&2; results+=("$*"); }
 t0=$(date +%s.%N)
 "$BIN" --config "$CFG" seed --rows "$ROWS" --seed 1 --truncate 2>/dev/null
 say "seed: $ROWS rows in $(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f}')") s"
+
+# 1b. Lookup layouts: the table's query with and without PREWHERE, and an
+# in-memory Join table, in ClickHouse CPU per device.
+python3 benches/layouts.py --ch-port "$CH_PORT" --ch-pid "$CH_PID" >"$WORK/layouts.jsonl"
 
 # 2. Stage ceilings.
 STAGES=$(BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" BENCH_CLICKHOUSE_URL="http://127.0.0.1:$CH_PORT" \
@@ -185,14 +190,20 @@ PY
 
 echo
 for r in "${results[@]}"; do echo "$r"; done
-cat "$WORK/stages.jsonl"
-cp "$WORK/stages.jsonl" "$ROOT/target/bench-results.jsonl"
+cat "$WORK/layouts.jsonl" "$WORK/stages.jsonl"
+cat "$WORK/layouts.jsonl" "$WORK/stages.jsonl" >"$ROOT/target/bench-results.jsonl"
 python3 - "$WORK/stages.jsonl" <<'PY'
-import json, sys
+import json, os, sys
 rows = {r["stage"]: r for r in map(json.loads, open(sys.argv[1]))}
 ours, base = rows["device-lookup"]["per_sec"], rows["baseline"]["per_sec"]
 slowest = min(rows[s]["per_sec"] for s in ("redis", "clickhouse", "sink"))
 print(f"\ndevice-lookup {ours}/s = {ours / base:.1f}x the baseline ({base}/s); "
       f"{ours / slowest * 100:.0f}% of the slowest stage's ceiling ({slowest}/s)")
 print("each stage's ceiling used: " + ", ".join(f"{s} {ours / rows[s]['per_sec'] * 100:.0f}%" for s in ("redis", "clickhouse", "sink")))
+# Every process shares this machine's cores: their CPU per task bounds the run.
+d = rows["device-lookup"]
+cpu = d["cpu_s_per_1000"] + sum(d["server_cpu_s_per_1000"].values())
+cores = os.cpu_count()
+bound = cores / cpu * 1000
+print(f"CPU per 1000 tasks, all processes: {cpu:.4f} s -> at most {bound:.0f} tasks/s on {cores} cores; reached {ours / bound * 100:.0f}%")
 PY

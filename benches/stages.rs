@@ -83,7 +83,8 @@ async fn clickhouse_stage(settings: &Settings, tasks: usize) -> Duration {
     let db = Db::connect(&settings.clickhouse).await.expect("clickhouse");
     let column = db.ipv4_column().await.expect("the seeded table");
     let keys = db.sample(tasks as u64, 7).await.expect("sample");
-    let lookup = KeyLookup::new(&settings.clickhouse, &db.table_ref(), column);
+    let prewhere = db.prewhere().await.expect("the table's engine");
+    let lookup = KeyLookup::new(&settings.clickhouse, &db.table_ref(), column, prewhere);
     let started = Instant::now();
     let mut batches = keys.chunks(settings.lookup.batch_size);
     loop {

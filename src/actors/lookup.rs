@@ -90,13 +90,14 @@ impl LookupActor {
         let fut = async move {
             let db = Db::connect(&settings.clickhouse).await?;
             let column = db.ipv4_column().await?;
-            Ok::<_, DbError>((db, column))
+            let prewhere = db.prewhere().await?;
+            Ok::<_, DbError>((db, column, prewhere))
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok((db, column)) => {
+            Ok((db, column, prewhere)) => {
                 info!(act.log, "connected to ClickHouse"; "version" => &db.version, "ipv4_column" => ?column,
-                    "table" => db.table_ref());
-                act.db = Some(Rc::new(KeyLookup::new(&act.settings.clickhouse, &db.table_ref(), column)));
+                    "table" => db.table_ref(), "prewhere" => prewhere);
+                act.db = Some(Rc::new(KeyLookup::new(&act.settings.clickhouse, &db.table_ref(), column, prewhere)));
                 act.backoff.reset();
                 act.log_limit.reset();
                 act.metrics.up(Dependency::ClickHouse);

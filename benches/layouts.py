@@ -1,0 +1,83 @@
+"""Lookup layouts on the seeded table, measured in ClickHouse's own CPU time
+(from /proc of the server process) per looked-up device, with the keys sent
+as external RowBinary data exactly as the daemon sends them:
+
+- table:    the daemon's query on the MergeTree table (argMax per device);
+- prewhere: the same with the key's first column filtered in PREWHERE;
+- join:     an in-memory Join-engine table built from the same rows
+            (ANY INNER, ipv4 + mac), joined with the keys.
+
+Run by benches/pipeline.sh after seeding; prints one JSON line per case."""
+import argparse
+import json
+import random
+import struct
+import time
+import urllib.parse
+import urllib.request
+
+p = argparse.ArgumentParser()
+p.add_argument("--ch-port", type=int, required=True)
+p.add_argument("--ch-pid", type=int, required=True)
+p.add_argument("--table", default="devices.users")
+p.add_argument("--reps", type=int, default=20)
+args = p.parse_args()
+BOUNDARY = b"layoutsboundary"
+
+
+def query(sql, keys=None):
+    params = {"query": sql}
+    headers = {}
+    data = None
+    if keys is not None:
+        params.update({"keys_structure": "ipv4 UInt32, mac UInt64", "keys_format": "RowBinary"})
+        body = b"".join(struct.pack("<IQ", ip, mac) for ip, mac in keys)
+        data = (b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="keys"; filename="keys"\r\n'
+                b"Content-Type: application/octet-stream\r\n\r\n" + body + b"\r\n--" + BOUNDARY + b"--\r\n")
+        headers["Content-Type"] = "multipart/form-data; boundary=" + BOUNDARY.decode()
+    url = f"http://127.0.0.1:{args.ch_port}/?" + urllib.parse.urlencode(params)
+    return urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers, method="POST")).read()
+
+
+def cpu_ticks():
+    fields = open(f"/proc/{args.ch_pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_kb():
+    return next(int(line.split()[1]) for line in open(f"/proc/{args.ch_pid}/status") if line.startswith("VmRSS"))
+
+
+T = args.table
+J = T + "_join_bench"
+keys = [tuple(map(int, line.split())) for line in
+        query(f"SELECT toUInt32(ipv4), mac FROM {T} ORDER BY rand() LIMIT 50000 FORMAT TSV").decode().splitlines()]
+query(f"DROP TABLE IF EXISTS {J}")
+rss_before = rss_kb()
+t0 = time.monotonic()
+query(f"CREATE TABLE {J} ENGINE = Join(ANY, INNER, ipv4, mac) AS "
+      f"SELECT toUInt32(ipv4) AS ipv4, mac, argMax(username, updated_at) AS username FROM {T} GROUP BY ipv4, mac")
+build_s = time.monotonic() - t0
+rss_after = rss_kb()
+G = "toUInt32(ipv4) AS ip, mac, argMax(username, updated_at) AS username"
+cases = {
+    "table": f"SELECT {G} FROM {T} WHERE (ipv4, mac) IN keys GROUP BY ipv4, mac FORMAT RowBinary",
+    "prewhere": f"SELECT {G} FROM {T} PREWHERE ipv4 IN (SELECT ipv4 FROM keys) WHERE (ipv4, mac) IN keys "
+                f"GROUP BY ipv4, mac FORMAT RowBinary",
+    "join": f"SELECT ipv4, mac, username FROM keys ANY INNER JOIN {J} USING (ipv4, mac) FORMAT RowBinary",
+}
+hz = 100
+try:
+    for n in (1000, 4000):
+        for name, sql in cases.items():
+            started, ticks = time.monotonic(), cpu_ticks()
+            for _ in range(args.reps):
+                query(sql, random.sample(keys, n))
+            wall = (time.monotonic() - started) / args.reps
+            cpu = (cpu_ticks() - ticks) / hz / args.reps
+            print(json.dumps({"stage": f"layout {name} {n} keys", "wall_ms": round(wall * 1000, 1),
+                              "server_cpu_ms": round(cpu * 1000, 1), "cpu_us_per_key": round(cpu / n * 1e6, 1)}))
+    print(json.dumps({"stage": "layout join build", "seconds": round(build_s, 2),
+                      "server_rss_growth_mb": round((rss_after - rss_before) / 1024, 1)}))
+finally:
+    query(f"DROP TABLE IF EXISTS {J}")
