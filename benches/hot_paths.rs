@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the per-task hot paths: parsing and normalising a task,
-//! serialising the published document, encoding a lookup batch and decoding
+//! serialising the published document and its pastebin form, encoding a lookup batch and decoding
 //! its answer, and classifying a paste service answer. Run with `cargo bench --bench hot_paths`.
 
 use std::hint::black_box;
@@ -7,7 +7,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use device_lookup::db::{decode_rows, encode_keys};
 use device_lookup::gen::{device, spell_mac, Rng};
-use device_lookup::paste::classify_pastebin;
+use device_lookup::paste::{classify_pastebin, PastebinForm};
 use device_lookup::task::{parse_json, Document, Mac};
 
 fn payloads(n: usize) -> Vec<Vec<u8>> {
@@ -37,6 +37,21 @@ fn parsing(c: &mut Criterion) {
         b.iter(|| {
             for t in &tasks {
                 black_box(Document::new(t, "anna.kowalski42").to_json());
+            }
+        })
+    });
+    let form = PastebinForm::new([
+        ("api_dev_key", "0123456789abcdef0123456789abcdef"),
+        ("api_option", "paste"),
+        ("api_paste_format", "json"),
+        ("api_paste_private", "1"),
+        ("api_paste_expire_date", "1M"),
+    ]);
+    let documents: Vec<_> = tasks.iter().map(|t| (Document::new(t, "anna.kowalski42").to_json(), &t.id)).collect();
+    g.bench_function("pastebin_form x1000", |b| {
+        b.iter(|| {
+            for (doc, id) in &documents {
+                black_box(form.body(black_box(doc), id));
             }
         })
     });
