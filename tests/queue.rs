@@ -102,28 +102,62 @@ async fn fetch_settle_reconcile_and_the_idle_wait() {
     assert_eq!(conn.hlen::<_, usize>(&processing).unwrap(), 0);
 }
 
-/// The check before work: a fresh id is claimed; a published one is a
-/// duplicate; one claimed by another consumer is theirs; one we claimed
-/// before (a check repeated after a reconnect) stays ours, its claim renewed.
+/// The id record through a task's life: a fresh id is claimed; a published
+/// one is a duplicate; one claimed by another consumer is theirs; one we
+/// claimed before (a check repeated after a reconnect) stays ours, renewed.
+/// Publishing replaces our claim with the URL for `dedup_ttl`; settling
+/// otherwise drops our claim, and never a record that is not our claim.
 #[actix_rt::test]
-async fn check_claims_fresh_ids_and_tells_whose_the_others_are() {
+async fn the_id_record_from_claim_to_done() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path(), false);
     let s = settings(&redis);
     let mut conn = redis.conn();
-    let _: () = conn.set(format!("{QUEUE}:done:published"), "http://paste/1").unwrap();
-    let _: () = conn.set(format!("{QUEUE}:claim:theirs"), "other-consumer").unwrap();
-    let _: () = conn.set(format!("{QUEUE}:claim:ours-before"), CONSUMER).unwrap();
+    let record = |id: &str| format!("{QUEUE}:id:{id}");
+    let _: () = conn.set(record("published"), "done:http://paste/1").unwrap();
+    let _: () = conn.set(record("theirs"), "claim:other-consumer").unwrap();
+    let _: () = conn.set(record("ours-before"), format!("claim:{CONSUMER}")).unwrap();
     let q = Queue::connect(&s.redis, CONSUMER).await.unwrap();
 
-    let ids: Vec<String> = ["fresh", "published", "theirs", "ours-before"].map(String::from).to_vec();
+    let ids: Vec<String> = ["fresh", "published", "theirs", "ours-before", "miss"].map(String::from).to_vec();
     let checks = q.check(&ids).await.unwrap();
-    assert_eq!(checks, vec![Check::Mine, Check::Published, Check::Elsewhere, Check::Mine]);
+    assert_eq!(checks, vec![Check::Mine, Check::Published, Check::Elsewhere, Check::Mine, Check::Mine]);
 
-    let owner: String = conn.get(format!("{QUEUE}:claim:fresh")).unwrap();
-    assert_eq!(owner, CONSUMER);
-    let theirs: String = conn.get(format!("{QUEUE}:claim:theirs")).unwrap();
-    assert_eq!(theirs, "other-consumer", "another consumer's claim is left alone");
-    let ttl: i64 = conn.pttl(format!("{QUEUE}:claim:ours-before")).unwrap();
+    let owner: String = conn.get(record("fresh")).unwrap();
+    assert_eq!(owner, format!("claim:{CONSUMER}"));
+    let theirs: String = conn.get(record("theirs")).unwrap();
+    assert_eq!(theirs, "claim:other-consumer", "another consumer's claim is left alone");
+    let ttl: i64 = conn.pttl(record("ours-before")).unwrap();
     assert!(ttl > 0, "our earlier claim now expires with the lease (pttl {ttl})");
+
+    // While we hold "miss", our lease runs out and another consumer publishes it.
+    let _: () = conn.set(record("miss"), "done:http://paste/other").unwrap();
+    let settled = |id: &str, outcome: Outcome| Settled {
+        delivery: Delivery::from_list(1, Bytes::from_static(b"{}")),
+        task_id: Some(id.to_owned()),
+        outcome,
+    };
+    let batch = [
+        settled("fresh", Outcome::Published { url: "http://paste/2".into() }),
+        settled("published", Outcome::Duplicate),
+        settled("ours-before", Outcome::NotFound),
+        settled("miss", Outcome::NotFound),
+    ];
+    q.run(q.settle_pipeline(&batch)).await.unwrap();
+    let done: String = conn.get(record("fresh")).unwrap();
+    assert_eq!(done, "done:http://paste/2");
+    let ttl: i64 = conn.ttl(record("fresh")).unwrap();
+    assert!(ttl > 3600, "a done record is kept for dedup_ttl (ttl {ttl})");
+    let kept: String = conn.get(record("published")).unwrap();
+    assert_eq!(kept, "done:http://paste/1", "a duplicate leaves the record alone");
+    assert!(!conn.exists::<_, bool>(record("ours-before")).unwrap(), "our claim is dropped");
+    let other: String = conn.get(record("miss")).unwrap();
+    assert_eq!(other, "done:http://paste/other", "a record that is no longer our claim is never dropped");
+
+    // The heartbeat renews our claims only.
+    let _: () = conn.set(record("claimed"), format!("claim:{CONSUMER}")).unwrap();
+    q.heartbeat(vec!["claimed".into(), "published".into(), "theirs".into()], Vec::new(), 0).await.unwrap();
+    assert!(conn.pttl::<_, i64>(record("claimed")).unwrap() > 0);
+    assert_eq!(conn.pttl::<_, i64>(record("theirs")).unwrap(), -1, "not ours: untouched");
+    assert_eq!(conn.pttl::<_, i64>(record("published")).unwrap(), -1, "a done record keeps its own expiry");
 }

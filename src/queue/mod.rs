@@ -8,10 +8,14 @@
 //!   `XREADGROUP` and acknowledge with `XACK`.
 //!
 //! Shared by both, for queue `Q`:
-//! - `Q:done:<id>`: the URL of a published id, kept `redis.dedup_ttl`;
-//! - `Q:claim:<id>`: the consumer working on an id, expiring after
-//!   `redis.lease` unless renewed by its heartbeat, so two replicas never work
-//!   on one id at once;
+//! - `Q:id:<id>`: the record of an id, one key for its whole life. While a
+//!   consumer works on it, `claim:<consumer>`, expiring after `redis.lease`
+//!   unless renewed by that consumer's heartbeat, so two replicas never work
+//!   on one id at once. Once published, `done:<url>`, kept `redis.dedup_ttl`.
+//!   Settled otherwise (not found, dead), the claim is dropped. One key rather
+//!   than a claim key and a done key: claiming is then one `SET NX` per id,
+//!   and publishing one `SET` that replaces the claim (the drain benchmark:
+//!   Redis CPU per task down by a quarter);
 //! - `Q:dead`: dead letters; `Q:consumers`: consumer names;
 //!   `Q:consumer:<name>`: a consumer's heartbeat.
 
@@ -29,24 +33,47 @@ use redis::AsyncConnectionConfig;
 use crate::config::{QueueMode, RedisSettings};
 use crate::messages::{Delivery, Outcome, Receipt, Settled};
 
-/// For each id (KEYS: done key, claim key, in pairs): 1 if already published,
-/// 0 if the claim is now ours (or already was), 2 if another consumer has it.
-/// Only for ids whose claim was taken when [`Queue::check`] tried it.
-const CHECK_AND_CLAIM: &str = r"
+/// For each id record (KEYS) that [`Queue::check`] found taken, what it
+/// holds now: 1 published; 0 our claim (renewed), or free again and now
+/// claimed by us (ARGV[1]) for ARGV[2] ms; 2 another consumer's claim.
+const RESOLVE: &str = r"
+local mine = 'claim:' .. ARGV[1]
 local out = {}
-for i = 1, #KEYS, 2 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    out[#out + 1] = 1
-  elseif redis.call('SET', KEYS[i + 1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    out[#out + 1] = 0
-  elseif redis.call('GET', KEYS[i + 1]) == ARGV[1] then
-    redis.call('PEXPIRE', KEYS[i + 1], ARGV[2])
-    out[#out + 1] = 0
+for i, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if not v then
+    redis.call('SET', key, mine, 'PX', ARGV[2])
+    out[i] = 0
+  elseif string.sub(v, 1, 5) == 'done:' then
+    out[i] = 1
+  elseif v == mine then
+    redis.call('PEXPIRE', key, ARGV[2])
+    out[i] = 0
   else
-    out[#out + 1] = 2
+    out[i] = 2
   end
 end
 return out";
+
+/// Renews consumer ARGV[1]'s claims among the id records KEYS for ARGV[2] ms;
+/// a record that holds anything else (published meanwhile, or claimed by
+/// another after our lease ran out) is left alone.
+const RENEW: &str = r"
+local mine = 'claim:' .. ARGV[1]
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == mine then redis.call('PEXPIRE', key, ARGV[2]) end
+end
+return 0";
+
+/// Drops consumer ARGV[1]'s claims among the id records KEYS, and nothing
+/// else: never a done record. Runs inside the settle transaction (as EVAL,
+/// which cannot fail for a script missing from the cache).
+const RELEASE: &str = r"
+local mine = 'claim:' .. ARGV[1]
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == mine then redis.call('DEL', key) end
+end
+return 0";
 
 /// What the check of an id found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,12 +106,9 @@ impl Keys {
         }
     }
 
-    pub fn done(&self, id: &str) -> String {
-        format!("{}:done:{id}", self.queue)
-    }
-
-    pub fn claim(&self, id: &str) -> String {
-        format!("{}:claim:{id}", self.queue)
+    /// The id's record: its claim while worked on, its URL once published.
+    pub fn record(&self, id: &str) -> String {
+        format!("{}:id:{id}", self.queue)
     }
 }
 
@@ -103,7 +127,10 @@ pub struct Common {
     pub consumer: Arc<str>,
     pub lease: Duration,
     pub dedup_ttl: Duration,
-    check: Arc<redis::Script>,
+    /// `claim:<consumer>`, the value of our claims.
+    claim_value: Arc<str>,
+    resolve: Arc<redis::Script>,
+    renew: Arc<redis::Script>,
 }
 
 /// A connected queue. Cheap to clone; every method works on its own handle of
@@ -139,7 +166,9 @@ impl Queue {
             consumer: consumer.into(),
             lease: s.lease,
             dedup_ttl: s.dedup_ttl,
-            check: Arc::new(redis::Script::new(CHECK_AND_CLAIM)),
+            claim_value: format!("claim:{consumer}").into(),
+            resolve: Arc::new(redis::Script::new(RESOLVE)),
+            renew: Arc::new(redis::Script::new(RENEW)),
         };
         Ok(match s.mode {
             QueueMode::List => Queue::List(list::ListQueue::new(common)),
@@ -167,11 +196,16 @@ impl Queue {
             .arg(c.lease.as_millis() as u64)
             .ignore();
         pipe.cmd("SADD").arg(&c.keys.consumers).arg(&*c.consumer).ignore();
-        for id in &claimed {
-            pipe.cmd("PEXPIRE").arg(c.keys.claim(id)).arg(c.lease.as_millis() as u64).ignore();
-        }
         let mut conn = c.conn.clone();
         pipe.query_async::<()>(&mut conn).await?;
+        for chunk in claimed.chunks(1000) {
+            let mut inv = c.renew.prepare_invoke();
+            for id in chunk {
+                inv.key(c.keys.record(id));
+            }
+            inv.arg(&*c.consumer).arg(c.lease.as_millis() as u64);
+            inv.invoke_async::<()>(&mut conn).await?;
+        }
         match self {
             Queue::List(q) => Ok(Beat { requeued: q.recover_orphans().await?, reclaimed: Vec::new() }),
             Queue::Stream(q) => {
@@ -197,16 +231,17 @@ impl Queue {
         }
     }
 
-    /// Checks each id against the done records and claims it.
+    /// Claims each id, unless it was published already or another consumer
+    /// works on it.
     ///
-    /// The common case costs two plain commands per id in one pipeline: claim
-    /// (`SET NX PX`), then look for a done record. Claiming first makes this
-    /// safe without a script: a done record is written in the same
-    /// transaction that drops the claim, so a claim won with no done record
-    /// means nobody has published the id. Ids whose claim is taken (ours from
-    /// before a reconnect, or another consumer's) go through the Lua check,
-    /// which can tell the two apart. Lua's cost per call was a third of
-    /// Redis's CPU per task when every id went through it.
+    /// The common case costs one plain command per id, all in one pipeline:
+    /// `SET Q:id:<id> claim:<us> NX PX <lease>`. It succeeds only when the id
+    /// has no record at all: never published (within `dedup_ttl`) and nobody
+    /// working on it. The ids whose record exists go through a Lua script
+    /// that tells a done record, our own claim (a check repeated after a
+    /// reconnect) and another consumer's claim apart. (Running every id
+    /// through a script made Lua's per-call cost a third of Redis's CPU per
+    /// task.)
     pub async fn check(&self, ids: &[String]) -> redis::RedisResult<Vec<Check>> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -218,28 +253,22 @@ impl Queue {
         for chunk in ids.chunks(500) {
             let mut pipe = redis::pipe();
             for id in chunk {
-                pipe.cmd("SET").arg(c.keys.claim(id)).arg(&*c.consumer).arg("NX").arg("PX").arg(lease);
-                pipe.cmd("EXISTS").arg(c.keys.done(id));
+                pipe.cmd("SET").arg(c.keys.record(id)).arg(&*c.claim_value).arg("NX").arg("PX").arg(lease);
             }
-            let replies: Vec<(Option<String>, bool)> = pipe.query_async(&mut conn).await?;
+            let replies: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
             let mut taken = Vec::new();
-            for (claimed, done) in replies {
-                out.push(match (claimed.is_some(), done) {
-                    (true, false) => Check::Mine,
-                    (true, true) => Check::Published,
-                    (false, _) => {
-                        taken.push(out.len());
-                        Check::Elsewhere
-                    }
-                });
+            for claimed in replies {
+                if claimed.is_none() {
+                    taken.push(out.len());
+                }
+                out.push(Check::Mine);
             }
             if taken.is_empty() {
                 continue;
             }
-            let mut inv = c.check.prepare_invoke();
+            let mut inv = c.resolve.prepare_invoke();
             for &at in &taken {
-                let id = &ids[at];
-                inv.key(c.keys.done(id)).key(c.keys.claim(id));
+                inv.key(c.keys.record(&ids[at]));
             }
             inv.arg(&*c.consumer).arg(lease);
             let codes: Vec<u8> = inv.invoke_async(&mut conn).await?;
@@ -264,25 +293,28 @@ impl Queue {
         pipe.atomic();
         let ttl = c.dedup_ttl.as_secs().max(1);
         let mut seqs = Vec::new();
+        // Claims to drop: tasks settled without being published.
+        let mut release = Vec::new();
         for s in batch {
-            match &s.outcome {
-                Outcome::Dead { error } => {
-                    pipe.lpush(&c.keys.dead, dead_letter(s, error, &c.consumer)).ignore();
+            match (&s.outcome, &s.task_id) {
+                (Outcome::Published { url }, Some(id)) => {
+                    pipe.cmd("SET").arg(c.keys.record(id)).arg(format!("done:{url}")).arg("EX").arg(ttl).ignore();
                 }
-                Outcome::Published { url } => {
-                    let id = s.task_id.as_deref().unwrap_or_default();
-                    pipe.cmd("SET").arg(c.keys.done(id)).arg(url).arg("EX").arg(ttl).ignore();
-                }
-                Outcome::NotFound | Outcome::Duplicate => {}
+                (Outcome::Dead { .. } | Outcome::NotFound, Some(id)) => release.push(c.keys.record(id)),
+                // A duplicate's record is someone's done record: never touched.
+                _ => {}
             }
-            if let Some(id) = &s.task_id {
-                pipe.cmd("DEL").arg(c.keys.claim(id)).ignore();
+            if let Outcome::Dead { error } = &s.outcome {
+                pipe.lpush(&c.keys.dead, dead_letter(s, error, &c.consumer)).ignore();
             }
             match (self, &s.delivery.receipt) {
                 (Queue::List(_), Receipt::List(seq)) => seqs.push(*seq),
                 (Queue::Stream(q), Receipt::Stream(id)) => q.ack(&mut pipe, id),
                 _ => {}
             }
+        }
+        if !release.is_empty() {
+            pipe.cmd("EVAL").arg(RELEASE).arg(release.len()).arg(&release).arg(&*c.consumer).ignore();
         }
         if let Queue::List(q) = self {
             q.settle(&mut pipe, &seqs);
@@ -305,7 +337,7 @@ impl Queue {
         for chunk in items.chunks(1000) {
             let mut pipe = redis::pipe();
             for (id, url) in chunk {
-                pipe.cmd("SET").arg(c.keys.done(id)).arg(url).arg("EX").arg(ttl).ignore();
+                pipe.cmd("SET").arg(c.keys.record(id)).arg(format!("done:{url}")).arg("EX").arg(ttl).ignore();
             }
             pipe.query_async::<()>(&mut conn).await?;
         }
