@@ -648,6 +648,8 @@ fn http_url(key: &str, value: &str) -> Result<(), ConfigError> {
     if rest.is_empty() || rest.starts_with('/') {
         return Err(invalid(key, format!("the URL {value:?} has no host")));
     }
+    // The HTTP client's own parser: what passes here, the client takes.
+    value.parse::<awc::http::Uri>().map_err(|e| invalid(key, format!("{value:?} is not a valid URL: {e}")))?;
     Ok(())
 }
 
@@ -779,6 +781,7 @@ mod tests {
             ("[clickhouse]\ntable = \"users; DROP\"", "clickhouse.table"),
             ("[clickhouse]\nurl = \"ftp://x\"", "clickhouse.url"),
             ("[publisher]\nkind = \"ftp\"", "publisher.kind"),
+            ("[publisher]\nurl = \"http://paste .example/api\"", "publisher.url"),
             ("[publisher]\nmax_attempts = 0", "publisher.max_attempts"),
             ("[publisher]\npaste_private = 3", "publisher.paste_private"),
             ("[publisher]\npaste_expire_date = \"2D\"", "publisher.paste_expire_date"),

@@ -66,6 +66,8 @@ pub struct PublisherActor {
     writer: Addr<ResultWriter>,
     queue_reader: Addr<QueueReader>,
     client: Option<awc::Client>,
+    /// `publisher.url`, parsed once (config validation used the same parser).
+    uri: awc::http::Uri,
     limiter: Option<DefaultDirectRateLimiter>,
     waiting: VecDeque<Job>,
     /// Jobs waiting out their own retry delay after a rejection.
@@ -106,7 +108,9 @@ impl PublisherActor {
             fixed.push(("api_user_key", p.api_user_key.expose()));
         }
         let form = PastebinForm::new(fixed);
+        let uri = p.url.parse().expect("publisher.url is validated with this parser");
         PublisherActor {
+            uri,
             log: log.new(slog::o!("actor" => "publisher")),
             form,
             limiter: p.rate_limit.map(|rl| RateLimiter::direct(quota(rl))),
@@ -198,7 +202,8 @@ impl PublisherActor {
         self.next_request += 1;
         let p = &self.settings.publisher;
         let document = Document::new(&job.found.task, &job.found.username).to_json();
-        let request = client.post(&p.url).timeout(p.timeout);
+        // No client timeout: the one around the whole attempt (below) covers it.
+        let request = client.post(self.uri.clone());
         let sent = match p.kind {
             PublisherKind::Pastebin => request
                 .insert_header(("content-type", "application/x-www-form-urlencoded"))
@@ -239,7 +244,7 @@ impl PublisherActor {
                 }
             }
         };
-        // The client's timeout covers the head; this one covers the body too.
+        // One timer per attempt, for the head and the body.
         let fut = async move {
             tokio::time::timeout(timeout, attempt)
                 .await
@@ -352,7 +357,7 @@ impl Actor for PublisherActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // awc clients are !Send: build it here, on this actor's arbiter.
         let connector = awc::Connector::new().limit(self.p().concurrency).timeout(self.p().timeout);
-        self.client = Some(awc::Client::builder().connector(connector).timeout(self.p().timeout).finish());
+        self.client = Some(awc::Client::builder().connector(connector).disable_timeout().finish());
         self.pump(ctx);
     }
 }
