@@ -5,7 +5,7 @@
 //!   as published (done record, claim dropped, `HDEL`), 256 at a time;
 //! - ClickHouse: batched lookups of `lookup.batch_size` (4000) devices, two
 //!   queries at a time (the daemon's batches under a backlog);
-//! - the sink: pastebin-form POSTs with 16 in flight (publisher.concurrency).
+//! - the sink: pastebin-form POSTs with `publisher.concurrency` (32) in flight.
 //!
 //! Run by `benches/pipeline.sh`, which starts the servers and passes them in
 //! BENCH_REDIS_URL, BENCH_CLICKHOUSE_URL and BENCH_SINK_URL; alone it skips.
@@ -32,7 +32,7 @@ fn main() {
         report("redis", tasks, redis_stage(&settings, tasks).await);
         report("clickhouse", tasks, clickhouse_stage(&settings, tasks).await);
         let posts = tasks / 5;
-        report("sink", posts, sink_stage(&sink, posts).await);
+        report("sink", posts, sink_stage(&sink, posts, settings.publisher.concurrency).await);
     });
 }
 
@@ -104,14 +104,14 @@ async fn clickhouse_stage(settings: &Settings, tasks: usize) -> Duration {
     started.elapsed()
 }
 
-async fn sink_stage(url: &str, posts: usize) -> Duration {
-    let client = awc::Client::builder().connector(awc::Connector::new().limit(16)).finish();
+async fn sink_stage(url: &str, posts: usize, concurrency: usize) -> Duration {
+    let client = awc::Client::builder().connector(awc::Connector::new().limit(concurrency)).finish();
     let started = Instant::now();
     let mut next = 0;
     let mut running = futures_util::stream::FuturesUnordered::new();
     use futures_util::StreamExt;
     while next < posts || !running.is_empty() {
-        while next < posts && running.len() < 16 {
+        while next < posts && running.len() < concurrency {
             let form = [("api_option", "paste".to_owned()), ("api_paste_code", format!("{{\"id\":\"{next}\"}}"))];
             let req = client.post(url).send_form(&form);
             running.push(async move {

@@ -179,7 +179,7 @@ impl Default for RawPublisher {
             field: "file".into(),
             url_pointer: String::new(),
             max_attempts: 8,
-            concurrency: 16,
+            concurrency: 32,
             timeout: "10s".into(),
             backoff_base: "200ms".into(),
             backoff_max: "4s".into(),
