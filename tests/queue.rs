@@ -100,6 +100,16 @@ async fn fetch_settle_reconcile_and_the_idle_wait() {
     expected.reverse();
     assert_eq!(order, expected, "taken from the right: the oldest is last");
     assert_eq!(conn.hlen::<_, usize>(&processing).unwrap(), 0);
+
+    // The largest fetch the configuration allows, in one call.
+    let mut pipe = redis::pipe();
+    for i in 0..10_000 {
+        pipe.lpush(QUEUE, payload(i)).ignore();
+    }
+    let _: () = pipe.query(&mut conn).unwrap();
+    let all = q.fetch(10_000).await.unwrap();
+    assert_eq!(all.len(), 10_000);
+    assert_eq!(conn.hlen::<_, usize>(&processing).unwrap(), 10_000);
 }
 
 /// The id record through a task's life: a fresh id is claimed; a published

@@ -28,6 +28,7 @@ use crate::messages::Delivery;
 
 /// Moves up to ARGV[1] tasks from the tail of KEYS[1] (oldest first) into the
 /// hash KEYS[2], numbered from KEYS[3]; answers {first number, payloads}.
+/// (`HSET` takes 500 fields at a time: Lua's `unpack` has a limit.)
 const FETCH: &str = r"
 local items = redis.call('RPOP', KEYS[1], tonumber(ARGV[1]))
 if not items then return {0, {}} end
@@ -35,10 +36,13 @@ local last = redis.call('INCRBY', KEYS[3], #items)
 local first = last - #items + 1
 local args = {}
 for i, v in ipairs(items) do
-  args[2 * i - 1] = string.format('%d', first + i - 1)
-  args[2 * i] = v
+  args[#args + 1] = string.format('%d', first + i - 1)
+  args[#args + 1] = v
+  if #args == 1000 or i == #items then
+    redis.call('HSET', KEYS[2], unpack(args))
+    args = {}
+  end
 end
-redis.call('HSET', KEYS[2], unpack(args))
 return {first, items}";
 
 /// Puts the tasks of processing hash KEYS[2] back at the consuming end of the
