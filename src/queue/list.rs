@@ -45,18 +45,19 @@ for i, v in ipairs(items) do
 end
 return {first, items}";
 
-/// Puts the tasks of processing hash KEYS[2] back at the consuming end of the
-/// queue KEYS[1], oldest first in line. Fields: ARGV[3..] (those present), or
-/// every field when there are none. A processing list, as versions before
-/// the hash kept, is moved back the same way.
+/// The body of Lua function `put_back(from)`: puts the tasks of processing
+/// hash KEYS[2] back at the consuming end of the queue KEYS[1], oldest first
+/// in line. Fields: ARGV[from..] (those present), or every field when there
+/// are none. A processing list, as versions before the hash kept, is moved
+/// back the same way.
 const PUT_BACK: &str = r"
 local entries = {}
 if redis.call('TYPE', KEYS[2]).ok == 'list' then
   local n = 0
   while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do n = n + 1 end
   return n
-elseif #ARGV > 2 then
-  for i = 3, #ARGV do
+elseif #ARGV >= from then
+  for i = from, #ARGV do
     local v = redis.call('HGET', KEYS[2], ARGV[i])
     if v then entries[#entries + 1] = {tonumber(ARGV[i]), ARGV[i], v} end
   end
@@ -76,7 +77,7 @@ return #entries";
 /// forces, for our own clean shutdown), and forgets the consumer (set KEYS[4]).
 const RECOVER: &str = r"
 if ARGV[2] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
-local n = put_back()
+local n = put_back(3)
 redis.call('SREM', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[3])
 return n";
@@ -89,9 +90,9 @@ pub fn seq_key(queue: &str) -> String {
     format!("{queue}:seq")
 }
 
-/// A script of a Lua function `put_back` and a body that calls it.
+/// A script of the Lua function `put_back` and a body that calls it.
 fn with_put_back(body: &str) -> redis::Script {
-    redis::Script::new(&format!("local function put_back(){PUT_BACK}\nend\n{body}"))
+    redis::Script::new(&format!("local function put_back(from){PUT_BACK}\nend\n{body}"))
 }
 
 #[derive(Clone)]
@@ -109,7 +110,7 @@ impl ListQueue {
             seq: seq_key(&common.keys.queue).into(),
             common,
             fetch: Arc::new(redis::Script::new(FETCH)),
-            put_back: Arc::new(with_put_back("return put_back()")),
+            put_back: Arc::new(with_put_back("return put_back(1)")),
             recover: Arc::new(with_put_back(RECOVER)),
         }
     }
@@ -188,7 +189,7 @@ impl ListQueue {
             return Ok(0);
         }
         let mut inv = self.put_back.key(&c.keys.queue);
-        inv.key(&c.keys.processing).arg("").arg("");
+        inv.key(&c.keys.processing);
         for field in &lost {
             inv.arg(&field[..]);
         }

@@ -133,6 +133,15 @@ pub struct Common {
     renew: Arc<redis::Script>,
 }
 
+impl Common {
+    /// Adds to `pipe` the command that records `id` as published at `url`
+    /// for `dedup_ttl`, replacing its claim.
+    fn record_done(&self, pipe: &mut redis::Pipeline, id: &str, url: &str) {
+        let ttl = self.dedup_ttl.as_secs().max(1);
+        pipe.cmd("SET").arg(self.keys.record(id)).arg(format!("done:{url}")).arg("EX").arg(ttl).ignore();
+    }
+}
+
 /// A connected queue. Cheap to clone; every method works on its own handle of
 /// the multiplexed connections, so futures own what they use.
 #[derive(Clone)]
@@ -291,15 +300,12 @@ impl Queue {
         let c = self.common();
         let mut pipe = redis::pipe();
         pipe.atomic();
-        let ttl = c.dedup_ttl.as_secs().max(1);
         let mut seqs = Vec::new();
         // Claims to drop: tasks settled without being published.
         let mut release = Vec::new();
         for s in batch {
             match (&s.outcome, &s.task_id) {
-                (Outcome::Published { url }, Some(id)) => {
-                    pipe.cmd("SET").arg(c.keys.record(id)).arg(format!("done:{url}")).arg("EX").arg(ttl).ignore();
-                }
+                (Outcome::Published { url }, Some(id)) => c.record_done(&mut pipe, id, url),
                 (Outcome::Dead { .. } | Outcome::NotFound, Some(id)) => release.push(c.keys.record(id)),
                 // A duplicate's record is someone's done record: never touched.
                 _ => {}
@@ -332,12 +338,11 @@ impl Queue {
     /// before a crash, whose tasks may still be in Redis.
     pub async fn mark_published(&self, items: &[(String, String)]) -> redis::RedisResult<()> {
         let c = self.common();
-        let ttl = c.dedup_ttl.as_secs().max(1);
         let mut conn = c.conn.clone();
         for chunk in items.chunks(1000) {
             let mut pipe = redis::pipe();
             for (id, url) in chunk {
-                pipe.cmd("SET").arg(c.keys.record(id)).arg(format!("done:{url}")).arg("EX").arg(ttl).ignore();
+                c.record_done(&mut pipe, id, url);
             }
             pipe.query_async::<()>(&mut conn).await?;
         }
