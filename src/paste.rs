@@ -149,6 +149,7 @@ fn shorten(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Verdict::*;
 
     #[test]
     fn pastebin_form_holds_every_field_once_encoded() {
@@ -165,7 +166,6 @@ mod tests {
         assert_eq!(pairs, expected);
         assert_eq!(PastebinForm::new([]).body("d", "n"), "api_paste_code=d&api_paste_name=n");
     }
-    use Verdict::*;
 
     fn kind(v: &Verdict) -> &'static str {
         match v {

@@ -3,7 +3,8 @@
 //! **Job.** Batches the parsed tasks it is given (the QueueReader has already
 //! validated and normalised them, and dead-lettered the malformed), up to
 //! `lookup.batch_size` or `lookup.batch_wait` (`lookup.backlog_wait` while the
-//! queue has a backlog), into one ClickHouse query per batch. Found tasks go to the publisher; the rest are settled as not found.
+//! queue has a backlog), into one ClickHouse query per batch. Found tasks go
+//! to the publisher; the rest are settled as not found.
 //! A pool of `lookup.workers` of these runs, each on its own arbiter (thread).
 //!
 //! **Messages.** In: [`Lookup`]. Out: [`Publish`], [`Settle`].
