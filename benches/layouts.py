@@ -10,6 +10,7 @@ as external RowBinary data exactly as the daemon sends them:
 Run by benches/pipeline.sh after seeding; prints one JSON line per case."""
 import argparse
 import json
+import os
 import random
 import struct
 import time
@@ -66,7 +67,7 @@ cases = {
                 f"GROUP BY ipv4, mac FORMAT RowBinary",
     "join": f"SELECT ipv4, mac, username FROM keys ANY INNER JOIN {J} USING (ipv4, mac) FORMAT RowBinary",
 }
-hz = 100
+hz = os.sysconf("SC_CLK_TCK")
 try:
     for n in (1000, 4000):
         for name, sql in cases.items():
