@@ -7,6 +7,8 @@ as external RowBinary data exactly as the daemon sends them:
 - join:     an in-memory Join-engine table built from the same rows
             (ANY INNER, ipv4 + mac), joined with the keys.
 
+The keys travel with use_uncompressed_cache=1, as the daemon asks.
+
 Run by benches/pipeline.sh after seeding; prints one JSON line per case."""
 import argparse
 import json
@@ -31,7 +33,8 @@ def query(sql, keys=None):
     headers = {}
     data = None
     if keys is not None:
-        params.update({"keys_structure": "ipv4 UInt32, mac UInt64", "keys_format": "RowBinary"})
+        params.update({"keys_structure": "ipv4 UInt32, mac UInt64", "keys_format": "RowBinary",
+                       "use_uncompressed_cache": "1"})
         body = b"".join(struct.pack("<IQ", ip, mac) for ip, mac in keys)
         data = (b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="keys"; filename="keys"\r\n'
                 b"Content-Type: application/octet-stream\r\n\r\n" + body + b"\r\n--" + BOUNDARY + b"--\r\n")

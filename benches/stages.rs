@@ -81,10 +81,9 @@ async fn redis_stage(settings: &Settings, tasks: usize) -> Duration {
 
 async fn clickhouse_stage(settings: &Settings, tasks: usize) -> Duration {
     let db = Db::connect(&settings.clickhouse).await.expect("clickhouse");
-    let column = db.ipv4_column().await.expect("the seeded table");
+    let plan = db.plan().await.expect("the seeded table");
     let keys = db.sample(tasks as u64, 7).await.expect("sample");
-    let prewhere = db.prewhere().await.expect("the table's engine");
-    let lookup = KeyLookup::new(&settings.clickhouse, &db.table_ref(), column, prewhere);
+    let lookup = KeyLookup::new(&settings.clickhouse, &db.table_ref(), plan);
     let started = Instant::now();
     let mut batches = keys.chunks(settings.lookup.batch_size);
     loop {

@@ -49,6 +49,20 @@ pub enum Ipv4Column {
     Ipv4,
 }
 
+/// What the lookup query may use, learnt from the server at connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupPlan {
+    pub column: Ipv4Column,
+    /// The table is of the MergeTree family, which takes `PREWHERE`.
+    pub prewhere: bool,
+    /// The user may change settings (`readonly` is not 1), so the query can
+    /// ask for the server's cache of uncompressed blocks
+    /// (`use_uncompressed_cache`, off in the packaged user profile): every
+    /// batch reads most of the table's blocks, and decompressing them was a
+    /// third of the server's time per batch (README, Performance).
+    pub block_cache: bool,
+}
+
 #[derive(Clone)]
 pub struct Db {
     client: clickhouse::Client,
@@ -147,14 +161,27 @@ impl Db {
         }
     }
 
-    /// Whether the table's engine takes `PREWHERE` (the MergeTree family).
-    pub async fn prewhere(&self) -> Result<bool, DbError> {
+    /// How to write the lookup for this server, table and user; fails as
+    /// [`Db::ipv4_column`] does when the table is missing or misshapen.
+    pub async fn plan(&self) -> Result<LookupPlan, DbError> {
+        let column = self.ipv4_column().await?;
         let sql = format!(
             "SELECT engine FROM system.tables WHERE database = '{}' AND name = '{}'",
             self.database, self.table
         );
         let engine = self.timed(self.client.query(&sql).fetch_optional::<String>()).await?;
-        Ok(engine.is_some_and(|e| e.ends_with("MergeTree")))
+        let readonly = self
+            .timed(
+                self.client
+                    .query("SELECT value FROM system.settings WHERE name = 'readonly'")
+                    .fetch_optional::<String>(),
+            )
+            .await?;
+        Ok(LookupPlan {
+            column,
+            prewhere: engine.is_some_and(|e| e.ends_with("MergeTree")),
+            block_cache: readonly.as_deref() != Some("1"),
+        })
     }
 
     /// Creates the database and table when absent (`IPv4` where the server has it).
@@ -227,13 +254,13 @@ pub struct KeyLookup {
     timeout: Duration,
     query: String,
     structure: &'static str,
+    block_cache: bool,
 }
 
 impl KeyLookup {
-    /// `prewhere`: the table is of the MergeTree family ([`Db::prewhere`]).
-    pub fn new(s: &ClickhouseSettings, table_ref: &str, column: Ipv4Column, prewhere: bool) -> KeyLookup {
+    pub fn new(s: &ClickhouseSettings, table_ref: &str, plan: LookupPlan) -> KeyLookup {
         let http = awc::Client::builder().timeout(s.timeout).finish();
-        let structure = match column {
+        let structure = match plan.column {
             Ipv4Column::UInt32 => "ipv4 UInt32, mac UInt64",
             Ipv4Column::Ipv4 => "ipv4 IPv4, mac UInt64",
         };
@@ -243,8 +270,9 @@ impl KeyLookup {
             user: s.user.clone(),
             password: s.password.expose().to_owned(),
             timeout: s.timeout,
-            query: lookup_query(table_ref, prewhere),
+            query: lookup_query(table_ref, plan.prewhere),
             structure,
+            block_cache: plan.block_cache,
         }
     }
 
@@ -255,10 +283,16 @@ impl KeyLookup {
         }
         let (content_type, body) =
             crate::multipart::one_file("keys", "keys", "application/octet-stream", &encode_keys(keys));
+        let params = &[
+            ("query", self.query.as_str()),
+            ("keys_structure", self.structure),
+            ("keys_format", "RowBinary"),
+            ("use_uncompressed_cache", "1"),
+        ];
         let request = self
             .http
             .post(&self.url)
-            .query(&[("query", self.query.as_str()), ("keys_structure", self.structure), ("keys_format", "RowBinary")])
+            .query(&&params[..if self.block_cache { 4 } else { 3 }])
             .map_err(|e| DbError::Unavailable(e.to_string()))?
             .basic_auth(&self.user, &self.password)
             .insert_header(("content-type", content_type))
@@ -286,9 +320,9 @@ impl KeyLookup {
 /// With `prewhere` (MergeTree tables), the key's first column is filtered
 /// first, in `PREWHERE`, against the scalar set of the batch's addresses:
 /// cheaper per row than the tuple set, and the other columns are read only
-/// where it matched. ClickHouse 18.16, 1M rows: 7.9 against 11.4 us of server
-/// CPU per device at 4000 keys, 26.5 against 39.5 at 1000
-/// (`benches/layouts.py`). Other engines may refuse `PREWHERE`.
+/// where it matched. ClickHouse 18.16, 1M rows, without the block cache: 7.9
+/// against 11.4 us of server CPU per device at 4000 keys, 26.5 against 39.5
+/// at 1000 (`benches/layouts.py`). Other engines may refuse `PREWHERE`.
 pub fn lookup_query(table_ref: &str, prewhere: bool) -> String {
     let filter = if prewhere {
         "PREWHERE ipv4 IN (SELECT ipv4 FROM keys) WHERE (ipv4, mac) IN keys"

@@ -275,3 +275,30 @@ fn rate_limit_spaces_publishing() {
         }
     }
 }
+
+/// A ClickHouse user whose profile is `readonly = 1` may not change settings
+/// in a query; the daemon sees that and does not ask for the block cache, so
+/// its lookups still succeed. `check` names what it will ask for.
+#[test]
+fn a_readonly_clickhouse_user_still_finds_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), false);
+    let ch = ClickHouse::start(dir.path());
+    let paste = PasteServer::start("test-key");
+    let config = write_config(dir.path(), &redis, &ch, &paste.api_url(), "");
+    let (status, _, err) = run_cli(&config, &["seed", "--rows", "200", "--seed", "6"]);
+    assert!(status.success(), "{err}");
+    let (status, out, err) = run_cli(&config, &["check"]);
+    assert!(status.success() && out.contains("block cache asked for"), "{out}{err}");
+
+    set_key(&config, "clickhouse", "user = \"reader\"");
+    let (status, out, err) = run_cli(&config, &["check"]);
+    assert!(status.success() && out.contains("block cache not allowed"), "{out}{err}");
+    let (status, _, err) = run_cli(&config, &["enqueue", "--count", "20", "--hit-ratio", "1", "--seed", "6"]);
+    assert!(status.success(), "{err}");
+    let mut daemon = Daemon::start(&config, &dir.path().join("daemon.log"));
+    wait_until("20 results", Duration::from_secs(30), || results(dir.path()).len() == 20);
+    daemon.sigterm();
+    assert!(daemon.wait(Duration::from_secs(30)).success());
+    assert!(daemon.log_text().contains("\"block_cache\":false"), "the plan is logged");
+}

@@ -83,7 +83,7 @@ fn stream_mode_end_to_end() {
     let ch = ClickHouse::start(dir.path());
     let paste = PasteServer::start("test-key");
     let config = write_config(dir.path(), &redis, &ch, &paste.api_url(), "");
-    set_redis_key(&config, "mode = \"stream\"");
+    set_key(&config, "redis", "mode = \"stream\"");
 
     assert!(run_cli(&config, &["seed", "--rows", &ROWS.to_string(), "--seed", &SEED.to_string()]).0.success());
     let (status, _, err) = run_cli(&config, &["enqueue", "--count", "500", "--invalid-ratio", "0.05", "--seed", "2"]);
@@ -123,7 +123,7 @@ fn three_replicas_one_killed(mode: &str) {
     let paste = FakePaste::start(|_, _| Answer::Slow(Duration::from_millis(2)));
     let config =
         write_config(dir.path(), &redis, &ch, &paste.api_url(), "concurrency = 4\n[daemon]\nmax_in_flight = 200");
-    set_redis_key(&config, &format!("mode = \"{mode}\""));
+    set_key(&config, "redis", &format!("mode = \"{mode}\""));
     assert!(run_cli(&config, &["seed", "--rows", &ROWS.to_string(), "--seed", &SEED.to_string()]).0.success());
     let (status, _, err) = run_cli(&config, &["enqueue", "--count", "4000", "--seed", "5"]);
     assert!(status.success(), "{err}");

@@ -90,15 +90,14 @@ impl LookupActor {
         let settings = self.settings.clone();
         let fut = async move {
             let db = Db::connect(&settings.clickhouse).await?;
-            let column = db.ipv4_column().await?;
-            let prewhere = db.prewhere().await?;
-            Ok::<_, DbError>((db, column, prewhere))
+            let plan = db.plan().await?;
+            Ok::<_, DbError>((db, plan))
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok((db, column, prewhere)) => {
-                info!(act.log, "connected to ClickHouse"; "version" => &db.version, "ipv4_column" => ?column,
-                    "table" => db.table_ref(), "prewhere" => prewhere);
-                act.db = Some(Rc::new(KeyLookup::new(&act.settings.clickhouse, &db.table_ref(), column, prewhere)));
+            Ok((db, plan)) => {
+                info!(act.log, "connected to ClickHouse"; "version" => &db.version, "ipv4_column" => ?plan.column,
+                    "table" => db.table_ref(), "prewhere" => plan.prewhere, "block_cache" => plan.block_cache);
+                act.db = Some(Rc::new(KeyLookup::new(&act.settings.clickhouse, &db.table_ref(), plan)));
                 act.backoff.reset();
                 act.log_limit.reset();
                 act.metrics.up(Dependency::ClickHouse);

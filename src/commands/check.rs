@@ -56,7 +56,14 @@ async fn redis_report(s: &Settings) -> Result<String, CommandError> {
 
 async fn clickhouse_report(s: &Settings) -> Result<String, CommandError> {
     let db = Db::connect(&s.clickhouse).await?;
-    let column = db.ipv4_column().await?;
+    let plan = db.plan().await?;
     let rows = db.count().await?;
-    Ok(format!("version {}, {} has {rows} rows (ipv4 as {column:?})", db.version, db.table_ref()))
+    Ok(format!(
+        "version {}, {} has {rows} rows (ipv4 as {:?}; PREWHERE {}; block cache {})",
+        db.version,
+        db.table_ref(),
+        plan.column,
+        if plan.prewhere { "yes" } else { "no" },
+        if plan.block_cache { "asked for" } else { "not allowed (readonly user)" }
+    ))
 }

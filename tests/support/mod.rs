@@ -350,9 +350,11 @@ level = "debug"
 
 /// The complete lines of the results file. A line still being appended (no
 /// newline yet) is not a result yet; any complete line must parse.
-/// Sets a key of the `[redis]` section of a config written by [`write_config`].
-pub fn set_redis_key(config: &Path, key_value: &str) {
-    let text = std::fs::read_to_string(config).unwrap().replacen("[redis]\n", &format!("[redis]\n{key_value}\n"), 1);
+/// Sets a key of a section (`redis`, `clickhouse`) of a config written by
+/// [`write_config`].
+pub fn set_key(config: &Path, section: &str, key_value: &str) {
+    let header = format!("[{section}]\n");
+    let text = std::fs::read_to_string(config).unwrap().replacen(&header, &format!("{header}{key_value}\n"), 1);
     std::fs::write(config, text).unwrap();
 }
 
