@@ -2,7 +2,8 @@
 //!
 //! **Job.** Appends one JSON line per published task to `output.path` with
 //! group commit: while one write+fsync runs (on a blocking thread), new
-//! records gather, and the next write takes them all. Only after the fsync
+//! records gather, and the next write takes them all; under load it also
+//! waits [`GATHER`] after each commit to take more. Only after the fsync
 //! returns are the tasks sent on as settled, so a task leaves Redis only once
 //! its line is on disk. When Redis confirms a batch settled, the checkpoint
 //! beside the file moves past it. At start it repairs the file and reports
@@ -41,6 +42,16 @@ use crate::results::{write_checkpoint, Line, ResultsFile};
 /// The checkpoint beside the results file is written at most this often.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
+/// Under load a group commit waits this long after the previous one before
+/// it starts, so that each fsync (and each settle in Redis) carries more
+/// lines: draining 100k tasks, 1821 -> 343 fsyncs, 9% less CPU in the daemon
+/// and Redis together (README, Performance). A commit of fewer than
+/// [`GATHER_FROM`] lines means the daemon is not under load, and the next one
+/// starts at once: at 1000 tasks/s offered commits carry a few lines and the
+/// latency is unchanged.
+const GATHER: Duration = Duration::from_millis(4);
+const GATHER_FROM: usize = 32;
+
 /// A written batch, waiting for Redis to confirm it settled.
 struct Written {
     seq: u64,
@@ -69,6 +80,8 @@ pub struct ResultWriter {
     /// batch cost 5% of the daemon's time.
     last_checkpoint: Option<Instant>,
     checkpoint_timer: Option<SpawnHandle>,
+    /// While set, the next group commit waits for more lines ([`GATHER`]).
+    gather_timer: Option<SpawnHandle>,
     backoff: Backoff,
     last_failure: Failure,
     restarted: bool,
@@ -93,6 +106,7 @@ impl ResultWriter {
             checkpointing: false,
             last_checkpoint: None,
             checkpoint_timer: None,
+            gather_timer: None,
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
             last_failure: Failure::Unavailable,
             restarted: false,
@@ -157,7 +171,7 @@ impl ResultWriter {
 
     /// Starts one group commit of everything buffered, unless one runs.
     fn write(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || self.buffer.is_empty() {
+        if self.writing || self.buffer.is_empty() || self.gather_timer.is_some() {
             return;
         }
         let Some(mut file) = self.file.take() else { return };
@@ -183,8 +197,16 @@ impl ResultWriter {
                 (Some(file), Ok(end)) => {
                     act.file = Some(file);
                     act.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    let loaded = batch.len() >= GATHER_FROM;
                     act.settle(ctx, batch, end);
-                    act.write(ctx);
+                    if loaded {
+                        act.gather_timer = Some(ctx.run_later(GATHER, |act, ctx| {
+                            act.gather_timer = None;
+                            act.write(ctx);
+                        }));
+                    } else {
+                        act.write(ctx);
+                    }
                 }
                 (_, res) => {
                     let e = res.err().unwrap_or_else(|| std::io::Error::other("the file handle was lost"));
@@ -287,6 +309,7 @@ impl Supervised for ResultWriter {
         self.writing = false;
         self.checkpointing = false;
         self.checkpoint_timer = None;
+        self.gather_timer = None;
         self.checkpoint_dirty = true;
         self.restarted = true;
     }
