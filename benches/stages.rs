@@ -31,7 +31,9 @@ fn main() {
     actix_rt::System::new().block_on(async move {
         report("redis", tasks, redis_stage(&settings, tasks).await);
         report("clickhouse", tasks, clickhouse_stage(&settings, tasks).await);
-        let posts = tasks / 5;
+        // As many as a drain publishes, up to 100k: long enough that setting
+        // up the connections does not count.
+        let posts = tasks.min(100_000);
         report("sink", posts, sink_stage(&sink, posts, settings.publisher.concurrency).await);
     });
 }
@@ -48,10 +50,13 @@ async fn redis_stage(settings: &Settings, tasks: usize) -> Duration {
     let q = Queue::connect(&settings.redis, "bench").await.expect("redis");
     let mut conn =
         redis::Client::open(settings.redis.url.expose()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    // Ids new to Redis in every run: an id published by an earlier run would
+    // be a duplicate.
+    let run = std::process::id();
     for chunk in (0..tasks).collect::<Vec<_>>().chunks(5000) {
         let mut pipe = redis::pipe();
         for i in chunk {
-            pipe.lpush("bench:stage", format!(r#"{{"id":"s{i}","ipv4":"10.0.0.1","mac":"aa:bb:cc:dd:ee:ff"}}"#))
+            pipe.lpush("bench:stage", format!(r#"{{"id":"s{run}-{i}","ipv4":"10.0.0.1","mac":"aa:bb:cc:dd:ee:ff"}}"#))
                 .ignore();
         }
         pipe.query_async::<()>(&mut conn).await.unwrap();
