@@ -4,12 +4,12 @@
 #   1. ClickHouse seeded with ROWS (1M) devices; Redis with AOF (everysec);
 #      nginx as the sink, answering every pastebin POST with a URL. Then the
 #      lookup layouts compared (benches/layouts.py).
-#   2. Stage ceilings: each stage alone (benches/stages.rs), RUNS times.
-#   3. The baseline: benches/baseline.py, 5 threads doing one task at a time,
+#   2. The baseline: benches/baseline.py, 5 threads doing one task at a time,
 #      on BASELINE_TASKS (20k) tasks.
+#   3. Stage ceilings: each stage alone (benches/stages.rs), and right after
 #   4. device-lookup (release build, no rate limit) draining TASKS (100k)
-#      queued tasks, 90% hits, RUNS (3) times: tasks/s, peak RSS, CPU s per
-#      1000 tasks, and the in-daemon latency (take to settle).
+#      queued tasks, 90% hits: tasks/s, peak RSS, CPU s per 1000 tasks, and
+#      the in-daemon latency (take to settle). 3 and 4 in RUNS (3) rounds.
 #   The summary compares medians: this VM's speed drifts by up to 20% from
 #   one run to the next, and one run of each is a draw, not a measurement.
 #   5. Latency at 1000 tasks/s offered: enqueue-to-line p50/p99.
@@ -99,21 +99,15 @@ say "seed: $ROWS rows in $(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f}')") s"
 # in-memory Join table, in ClickHouse CPU per device.
 python3 benches/layouts.py --ch-port "$CH_PORT" --ch-pid "$CH_PID" >"$WORK/layouts.jsonl"
 
-# 2. Stage ceilings.
+# 2. Baseline.
 : >"$WORK/stages.jsonl"
-for run in $(seq "$RUNS"); do
-    BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" BENCH_CLICKHOUSE_URL="http://127.0.0.1:$CH_PORT" \
-        BENCH_SINK_URL="http://127.0.0.1:$SINK_PORT/api/api_post.php" BENCH_TASKS=$TASKS \
-        cargo bench --locked --quiet --bench stages 2>/dev/null | grep '^{' >>"$WORK/stages.jsonl"
-    redis-cli -p "$REDIS_PORT" del bench:stage >/dev/null
-done
-
-# 3. Baseline.
 "$BIN" --config "$CFG" enqueue --count "$BASELINE_TASKS" --seed 2 --id-prefix base- 2>/dev/null
 BASE=$(python3 benches/baseline.py --redis-port "$REDIS_PORT" --ch-port "$CH_PORT" --sink-port "$SINK_PORT" --out "$WORK/baseline.jsonl")
 echo "$BASE" >>"$WORK/stages.jsonl"
 
-# 4. device-lookup draining a full queue, RUNS times (new ids each time).
+# 3 and 4, RUNS rounds: the stage ceilings, then device-lookup draining a
+# full queue (new ids each time). A drain is compared with the ceilings of
+# its own round, measured a few seconds before it, at the same VM speed.
 redis-cli -p "$REDIS_PORT" del device-lookup:tasks >/dev/null
 METRICS=$(grep '^listen' "$CFG" | cut -d'"' -f2)
 # CPU ticks of each process (nginx: master and workers), to see where time goes.
@@ -121,6 +115,9 @@ ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/pr
 servers_ticks() { echo "$(ticks $CH_PID) $(ticks $REDIS_PID) $(ticks $NGINX_PID $(pgrep -P $NGINX_PID))"; }
 # (The loop's body is not indented: it holds heredocs.)
 for run in $(seq "$RUNS"); do
+BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" BENCH_CLICKHOUSE_URL="http://127.0.0.1:$CH_PORT" \
+    BENCH_SINK_URL="http://127.0.0.1:$SINK_PORT/api/api_post.php" BENCH_TASKS=$TASKS \
+    cargo bench --locked --quiet --bench stages 2>/dev/null | grep '^{' >>"$WORK/stages.jsonl"
 # Every drain starts from the same Redis: empty, its append-only file just
 # rewritten. Otherwise each run adds its 100k id records, and the automatic
 # rewrite, when the file has doubled, lands inside one of the runs (Redis CPU
@@ -233,8 +230,13 @@ for stage in ("redis", "clickhouse", "sink", "device-lookup"):
     print(f"{stage}: runs at " + ", ".join(str(r["per_sec"]) for r in runs[stage]) + "/s")
 ours, base = rows["device-lookup"]["per_sec"], rows["baseline"]["per_sec"]
 slowest = min(rows[s]["per_sec"] for s in ("redis", "clickhouse", "sink"))
+# Round k: its drain against the slowest of its own ceilings.
+shares = sorted(d["per_sec"] / min(runs[s][k]["per_sec"] for s in ("redis", "clickhouse", "sink"))
+                for k, d in enumerate(runs["device-lookup"]))
+print("share of the slowest ceiling, each round: " + ", ".join(f"{x * 100:.0f}%" for x in shares))
 print(f"\nmedians: device-lookup {ours}/s = {ours / base:.1f}x the baseline ({base}/s); "
-      f"{ours / slowest * 100:.0f}% of the slowest stage's ceiling ({slowest}/s)")
+      f"{ours / slowest * 100:.0f}% of the slowest stage's ceiling ({slowest}/s); "
+      f"median share per round {shares[len(shares) // 2] * 100:.0f}%")
 print("each stage's ceiling used: " + ", ".join(f"{s} {ours / rows[s]['per_sec'] * 100:.0f}%" for s in ("redis", "clickhouse", "sink")))
 # Every process shares this machine's cores: their CPU per task bounds the run.
 d = rows["device-lookup"]
