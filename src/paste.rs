@@ -97,6 +97,28 @@ pub fn classify_http(status: u16, retry_after: Option<Duration>, url: Option<&st
     }
 }
 
+/// A 3xx answer, for every kind of sink; `None` for any other status.
+/// Redirects are not followed: a 301 or 302 would turn the POST into a GET
+/// without the document, and a paste service that redirects its API has
+/// moved. So a redirect means `publisher.url` is not the endpoint: refused
+/// (intake stops, every task is kept), with the `Location` to put there. The
+/// one exception is a webhook's 303 See Other, whose `Location` is, by
+/// definition, the resource the POST created: the paste's URL.
+pub fn classify_redirect(webhook: bool, status: u16, location: Option<&str>) -> Option<Verdict> {
+    if !(300..400).contains(&status) {
+        return None;
+    }
+    let location = location.map(str::trim).filter(|l| !l.is_empty());
+    Some(match location {
+        Some(l) if webhook && status == 303 && is_absolute_url(l) => Verdict::Published(l.to_owned()),
+        Some(l) => Verdict::Refused(format!(
+            "HTTP {status}: publisher.url redirects to {}; redirects are not followed: set publisher.url to it",
+            shorten(l)
+        )),
+        None => Verdict::Refused(format!("HTTP {status}: publisher.url redirects, with no Location")),
+    })
+}
+
 /// The URL in a webhook's answer: the `Location` header, else the field the
 /// JSON Pointer names in a JSON body, else the trimmed body.
 pub fn webhook_url(location: Option<&str>, pointer: &str, body: &[u8]) -> Option<String> {
@@ -150,6 +172,33 @@ fn shorten(s: &str) -> String {
 mod tests {
     use super::*;
     use Verdict::*;
+
+    #[test]
+    fn redirects_are_refusals_but_a_webhooks_see_other_is_the_paste() {
+        let cases: &[(bool, u16, Option<&str>, Option<Verdict>)] = &[
+            (false, 200, Some("http://x/y"), None),
+            (false, 404, None, None),
+            (true, 201, Some("http://x/created"), None),
+            (false, 301, Some("https://pastebin.com/api/api_post.php"), Some(Refused(
+                "HTTP 301: publisher.url redirects to https://pastebin.com/api/api_post.php; redirects are not followed: set publisher.url to it".into(),
+            ))),
+            (true, 308, Some("https://h/new"), Some(Refused(
+                "HTTP 308: publisher.url redirects to https://h/new; redirects are not followed: set publisher.url to it".into(),
+            ))),
+            (true, 303, Some(" https://h/p/1 "), Some(Published("https://h/p/1".into()))),
+            (false, 303, Some("https://h/p/1"), Some(Refused(
+                "HTTP 303: publisher.url redirects to https://h/p/1; redirects are not followed: set publisher.url to it".into(),
+            ))),
+            (true, 303, Some("/p/1"), Some(Refused(
+                "HTTP 303: publisher.url redirects to /p/1; redirects are not followed: set publisher.url to it".into(),
+            ))),
+            (true, 302, None, Some(Refused("HTTP 302: publisher.url redirects, with no Location".into()))),
+            (false, 307, Some("  "), Some(Refused("HTTP 307: publisher.url redirects, with no Location".into()))),
+        ];
+        for (webhook, status, location, want) in cases {
+            assert_eq!(&classify_redirect(*webhook, *status, *location), want, "{webhook} {status} {location:?}");
+        }
+    }
 
     #[test]
     fn pastebin_form_holds_every_field_once_encoded() {

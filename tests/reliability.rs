@@ -199,6 +199,36 @@ fn refused_key_stops_intake_and_keeps_every_task() {
     w.assert_exactly(&hits);
 }
 
+/// A `publisher.url` that answers with a redirect is refused, not followed
+/// (a 301 would turn the POST into a GET without the document): intake
+/// stops, `/readyz` names where the service points, and every task is kept.
+#[test]
+fn a_redirecting_publisher_url_is_refused_not_followed() {
+    let paste = FakePaste::start(|_, _| Answer::Raw {
+        status: 301,
+        headers: vec![("Location".into(), "https://paste.example/api/api_post.php".into())],
+        body: String::new(),
+        created: false,
+    });
+    let mut w = World::new(&paste.api_url(), false, "");
+    w.enqueue_with(20, 1.0, 0.0, 5);
+    let hits = w.queued_hits();
+    let d = w.daemon();
+    wait_until("not ready, naming the Location", Duration::from_secs(20), || {
+        let (status, body) = readyz(&w.config);
+        status == 503
+            && body["problems"]["paste_service"].as_str().is_some_and(|p| p.contains("https://paste.example/api"))
+    });
+    assert!(w.result_ids().is_empty());
+    assert_eq!(w.redis_len(&format!("{QUEUE}:dead")), 0);
+    assert_eq!(w.redis_len(QUEUE) + w.processing(), 20, "every task is kept in Redis");
+
+    paste.set(|_, _| Answer::Create);
+    w.wait_done(hits.len(), Duration::from_secs(30));
+    stop(d);
+    w.assert_exactly(&hits);
+}
+
 #[test]
 fn post_limit_pauses_for_retry_after() {
     let paste = FakePaste::start(|_, n| match n {
