@@ -46,29 +46,27 @@ fn handmade_malformed() -> Vec<Vec<u8>> {
 
 #[test]
 fn end_to_end_list_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(dir.path(), false);
-    let ch = ClickHouse::start(dir.path());
-    let paste = PasteServer::start("test-key");
-    let config = write_config(dir.path(), &redis, &ch, &paste.api_url(), "");
+    let s = Stack::start("");
 
     let (status, _, err) =
-        run_cli(&config, &["seed", "--rows", &ROWS.to_string(), "--seed", &SEED.to_string(), "--batch", "1000"]);
+        run_cli(&s.config, &["seed", "--rows", &ROWS.to_string(), "--seed", &SEED.to_string(), "--batch", "1000"]);
     assert!(status.success(), "seed failed: {err}");
-    assert_eq!(ch.query("SELECT count() FROM devices.users").trim(), ROWS.to_string());
+    assert_eq!(s.ch.query("SELECT count() FROM devices.users").trim(), ROWS.to_string());
 
     // A device bound twice: the later updated_at must win, whatever the insert order.
     let d = device(SEED, 5);
-    ch.query(&format!(
+    s.ch.query(&format!(
         "INSERT INTO devices.users VALUES ('newer-owner', {ip}, {mac}, '2030-01-01 00:00:00'), ('older-owner', {ip}, {mac}, '2020-01-01 00:00:00')",
         ip = d.ipv4,
         mac = d.mac
     ));
 
-    let (status, _, err) =
-        run_cli(&config, &["enqueue", "--count", "600", "--hit-ratio", "0.8", "--invalid-ratio", "0.1", "--seed", "3"]);
+    let (status, _, err) = run_cli(
+        &s.config,
+        &["enqueue", "--count", "600", "--hit-ratio", "0.8", "--invalid-ratio", "0.1", "--seed", "3"],
+    );
     assert!(status.success(), "enqueue failed: {err}");
-    let mut conn = redis.conn();
+    let mut conn = s.redis.conn();
     let rebound = format!(
         r#"{{"id":"rebound","ipv4":"{}","mac":"{}"}}"#,
         std::net::Ipv4Addr::from(d.ipv4),
@@ -97,14 +95,14 @@ fn end_to_end_list_mode() {
     }
     assert!(hits.len() > 400 && misses > 50 && malformed > 60, "a poor mix: {} {misses} {malformed}", hits.len());
 
-    let mut daemon = Daemon::start(&config, &dir.path().join("daemon.log"));
+    let mut daemon = Daemon::start(&s.config, &s.dir.path().join("daemon.log"));
     wait_until("every task to be settled", Duration::from_secs(60), || {
         let queued: usize = conn.llen(QUEUE).unwrap();
         let dead: usize = conn.llen(format!("{QUEUE}:dead")).unwrap();
-        queued == 0 && dead == malformed && results(dir.path()).len() == hits.len() && processing_len(&mut conn) == 0
+        queued == 0 && dead == malformed && results(s.dir.path()).len() == hits.len() && processing_len(&mut conn) == 0
     });
     // The metrics tell the same story, in valid Prometheus text.
-    let m = scrape(&config);
+    let m = scrape(&s.config);
     assert_eq!(m["device_lookup_tasks_total{outcome=published}"], hits.len() as f64);
     assert_eq!(m["device_lookup_tasks_total{outcome=not_found}"], misses as f64);
     assert_eq!(m["device_lookup_tasks_total{outcome=dead}"], malformed as f64);
@@ -112,16 +110,16 @@ fn end_to_end_list_mode() {
     assert_eq!(m["device_lookup_in_flight{}"], 0.0);
     assert_eq!(m["device_lookup_publish_attempts_total{}"], hits.len() as f64);
     assert_eq!(m["device_lookup_dependency_failing{dependency=clickhouse}"], 0.0);
-    let (status, body) = readyz(&config);
+    let (status, body) = readyz(&s.config);
     assert_eq!(status, 200, "{body}");
-    let (status, _) = http_get(&format!("{}/healthz", http_base(&config))).unwrap();
+    let (status, _) = http_get(&format!("{}/healthz", http_base(&s.config))).unwrap();
     assert_eq!(status, 200);
-    assert!(run_cli(&config, &["healthcheck"]).0.success(), "the container health check passes");
+    assert!(run_cli(&s.config, &["healthcheck"]).0.success(), "the container health check passes");
 
     daemon.sigterm();
     let status = daemon.wait(Duration::from_secs(30));
     assert!(status.success(), "exit {status:?}\n{}", daemon.log_text());
-    assert_eq!(run_cli(&config, &["healthcheck"]).0.code(), Some(1), "no daemon, no health");
+    assert_eq!(run_cli(&s.config, &["healthcheck"]).0.code(), Some(1), "no daemon, no health");
 
     // Logs: one JSON object per line, with a message and a level, and no secret.
     let log = daemon.log_text();
@@ -132,7 +130,7 @@ fn end_to_end_list_mode() {
     assert!(log.lines().any(|l| l.contains("\"task_id\"")), "per-task records carry the task id");
 
     // Every hit published once, with the right content.
-    let pastes = paste.pastes();
+    let pastes = s.paste.pastes();
     assert_eq!(pastes.len(), hits.len(), "one paste per hit");
     let mut paste_urls = HashMap::new();
     for p in &pastes {
@@ -146,12 +144,12 @@ fn end_to_end_list_mode() {
         assert_eq!(p["format"], "json");
         assert_eq!(p["private"], "1");
         assert_eq!(p["expire"], "1M");
-        paste_urls.insert(id.to_owned(), format!("{}/{}", paste.base, p["key"].as_str().unwrap()));
+        paste_urls.insert(id.to_owned(), format!("{}/{}", s.paste.base, p["key"].as_str().unwrap()));
     }
     assert_eq!(hits.get("rebound").map(|(_, o)| o.as_str()), Some("newer-owner"));
 
     // One results line per hit, carrying the URL the server issued.
-    let lines = results(dir.path());
+    let lines = results(s.dir.path());
     let ids: HashSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), lines.len(), "an id written twice");
     for l in &lines {
@@ -197,15 +195,11 @@ fn processing_len(conn: &mut redis::Connection) -> usize {
 /// processing list, as versions before the hash left them.
 #[test]
 fn dead_consumers_tasks_are_taken_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(dir.path(), false);
-    let ch = ClickHouse::start(dir.path());
-    let paste = PasteServer::start("test-key");
-    let config = write_config(dir.path(), &redis, &ch, &paste.api_url(), "");
-    let (status, _, err) = run_cli(&config, &["seed", "--rows", "100", "--seed", "2"]);
+    let s = Stack::start("");
+    let (status, _, err) = run_cli(&s.config, &["seed", "--rows", "100", "--seed", "2"]);
     assert!(status.success(), "{err}");
 
-    let mut conn = redis.conn();
+    let mut conn = s.redis.conn();
     let ghost_hash = format!("{QUEUE}:processing:ghost");
     let ghost_list = format!("{QUEUE}:processing:old-ghost");
     let mut ids = HashSet::new();
@@ -225,9 +219,11 @@ fn dead_consumers_tasks_are_taken_again() {
     }
     let _: () = conn.sadd(format!("{QUEUE}:consumers"), &["ghost", "old-ghost"]).unwrap();
 
-    let mut daemon = Daemon::start(&config, &dir.path().join("daemon.log"));
-    wait_until("the ghost's tasks to be published", Duration::from_secs(30), || results(dir.path()).len() == ids.len());
-    let written: HashSet<String> = results(dir.path()).iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect();
+    let mut daemon = Daemon::start(&s.config, &s.dir.path().join("daemon.log"));
+    wait_until("the ghost's tasks to be published", Duration::from_secs(30), || {
+        results(s.dir.path()).len() == ids.len()
+    });
+    let written: HashSet<String> = results(s.dir.path()).iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(written, ids);
     let left: usize = conn.hlen::<_, usize>(&ghost_hash).unwrap() + conn.llen::<_, usize>(&ghost_list).unwrap();
     assert_eq!(left, 0);
@@ -243,29 +239,19 @@ fn dead_consumers_tasks_are_taken_again() {
 /// than `burst + elapsed / interval` pastes arrive.
 #[test]
 fn rate_limit_spaces_publishing() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(dir.path(), false);
-    let ch = ClickHouse::start(dir.path());
-    let paste = PasteServer::start("test-key");
+    let s = Stack::start("[publisher.rate_limit]\nrequests = 25\nper = \"1s\"\nburst = 2\n");
     let interval_ms = 40.0;
-    let config = write_config(
-        dir.path(),
-        &redis,
-        &ch,
-        &paste.api_url(),
-        "[publisher.rate_limit]\nrequests = 25\nper = \"1s\"\nburst = 2\n",
-    );
-    let (status, _, err) = run_cli(&config, &["seed", "--rows", "200", "--seed", "4"]);
+    let (status, _, err) = run_cli(&s.config, &["seed", "--rows", "200", "--seed", "4"]);
     assert!(status.success(), "{err}");
-    let (status, _, err) = run_cli(&config, &["enqueue", "--count", "30", "--hit-ratio", "1", "--seed", "4"]);
+    let (status, _, err) = run_cli(&s.config, &["enqueue", "--count", "30", "--hit-ratio", "1", "--seed", "4"]);
     assert!(status.success(), "{err}");
 
-    let mut daemon = Daemon::start(&config, &dir.path().join("daemon.log"));
-    wait_until("30 results", Duration::from_secs(30), || results(dir.path()).len() == 30);
+    let mut daemon = Daemon::start(&s.config, &s.dir.path().join("daemon.log"));
+    wait_until("30 results", Duration::from_secs(30), || results(s.dir.path()).len() == 30);
     daemon.sigterm();
     assert!(daemon.wait(Duration::from_secs(30)).success());
 
-    let mut times: Vec<f64> = paste.pastes().iter().map(|p| p["received_ms"].as_f64().unwrap()).collect();
+    let mut times: Vec<f64> = s.paste.pastes().iter().map(|p| p["received_ms"].as_f64().unwrap()).collect();
     assert_eq!(times.len(), 30);
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     for i in 0..times.len() {
@@ -281,23 +267,19 @@ fn rate_limit_spaces_publishing() {
 /// its lookups still succeed. `check` names what it will ask for.
 #[test]
 fn a_readonly_clickhouse_user_still_finds_devices() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(dir.path(), false);
-    let ch = ClickHouse::start(dir.path());
-    let paste = PasteServer::start("test-key");
-    let config = write_config(dir.path(), &redis, &ch, &paste.api_url(), "");
-    let (status, _, err) = run_cli(&config, &["seed", "--rows", "200", "--seed", "6"]);
+    let s = Stack::start("");
+    let (status, _, err) = run_cli(&s.config, &["seed", "--rows", "200", "--seed", "6"]);
     assert!(status.success(), "{err}");
-    let (status, out, err) = run_cli(&config, &["check"]);
+    let (status, out, err) = run_cli(&s.config, &["check"]);
     assert!(status.success() && out.contains("block cache asked for"), "{out}{err}");
 
-    set_key(&config, "clickhouse", "user = \"reader\"");
-    let (status, out, err) = run_cli(&config, &["check"]);
+    set_key(&s.config, "clickhouse", "user = \"reader\"");
+    let (status, out, err) = run_cli(&s.config, &["check"]);
     assert!(status.success() && out.contains("block cache not allowed"), "{out}{err}");
-    let (status, _, err) = run_cli(&config, &["enqueue", "--count", "20", "--hit-ratio", "1", "--seed", "6"]);
+    let (status, _, err) = run_cli(&s.config, &["enqueue", "--count", "20", "--hit-ratio", "1", "--seed", "6"]);
     assert!(status.success(), "{err}");
-    let mut daemon = Daemon::start(&config, &dir.path().join("daemon.log"));
-    wait_until("20 results", Duration::from_secs(30), || results(dir.path()).len() == 20);
+    let mut daemon = Daemon::start(&s.config, &s.dir.path().join("daemon.log"));
+    wait_until("20 results", Duration::from_secs(30), || results(s.dir.path()).len() == 20);
     daemon.sigterm();
     assert!(daemon.wait(Duration::from_secs(30)).success());
     assert!(daemon.log_text().contains("\"block_cache\":false"), "the plan is logged");

@@ -78,24 +78,20 @@ fn lines_of(path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn stream_mode_end_to_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(dir.path(), false);
-    let ch = ClickHouse::start(dir.path());
-    let paste = PasteServer::start("test-key");
-    let config = write_config(dir.path(), &redis, &ch, &paste.api_url(), "");
-    set_key(&config, "redis", "mode = \"stream\"");
+    let s = Stack::start("");
+    set_key(&s.config, "redis", "mode = \"stream\"");
 
-    assert!(run_cli(&config, &["seed", "--rows", &ROWS.to_string(), "--seed", &SEED.to_string()]).0.success());
-    let (status, _, err) = run_cli(&config, &["enqueue", "--count", "500", "--invalid-ratio", "0.05", "--seed", "2"]);
+    assert!(run_cli(&s.config, &["seed", "--rows", &ROWS.to_string(), "--seed", &SEED.to_string()]).0.success());
+    let (status, _, err) = run_cli(&s.config, &["enqueue", "--count", "500", "--invalid-ratio", "0.05", "--seed", "2"]);
     assert!(status.success(), "{err}");
-    let mut conn = redis.conn();
+    let mut conn = s.redis.conn();
     let (hits, malformed) = stream_hits(&mut conn);
     assert!(hits.len() > 350 && malformed > 5, "{} {malformed}", hits.len());
 
-    let mut d = Daemon::start(&config, &dir.path().join("daemon.log"));
+    let mut d = Daemon::start(&s.config, &s.dir.path().join("daemon.log"));
     wait_until("the stream to drain", Duration::from_secs(60), || {
         let len: usize = conn.xlen(QUEUE).unwrap();
-        len == 0 && results(dir.path()).len() == hits.len()
+        len == 0 && results(s.dir.path()).len() == hits.len()
     });
     let dead: usize = conn.llen(format!("{QUEUE}:dead")).unwrap();
     assert_eq!(dead, malformed);
@@ -105,10 +101,10 @@ fn stream_mode_end_to_end() {
     d.sigterm();
     assert!(d.wait(Duration::from_secs(30)).success(), "{}", d.log_text());
 
-    let ids: Vec<String> = results(dir.path()).iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> = results(s.dir.path()).iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids.iter().cloned().collect::<HashSet<_>>(), hits);
     assert_eq!(ids.len(), hits.len(), "one line per id");
-    assert_eq!(paste.pastes().len(), hits.len(), "one paste per hit");
+    assert_eq!(s.paste.pastes().len(), hits.len(), "one paste per hit");
 }
 
 /// Three replicas drain one queue; one is killed with kill -9 mid-run and not

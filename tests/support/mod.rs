@@ -350,6 +350,29 @@ level = "debug"
 
 /// The complete lines of the results file. A line still being appended (no
 /// newline yet) is not a result yet; any complete line must parse.
+/// One test's servers: Redis, ClickHouse and the bundled paste server on
+/// free ports, and a config for them ([`write_config`] with `extra`), all
+/// under one temporary directory.
+pub struct Stack {
+    pub redis: Redis,
+    pub ch: ClickHouse,
+    pub paste: PasteServer,
+    pub config: PathBuf,
+    /// Last, so that it is removed after the servers have stopped.
+    pub dir: tempfile::TempDir,
+}
+
+impl Stack {
+    pub fn start(extra: &str) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let redis = Redis::start(dir.path(), false);
+        let ch = ClickHouse::start(dir.path());
+        let paste = PasteServer::start("test-key");
+        let config = write_config(dir.path(), &redis, &ch, &paste.api_url(), extra);
+        Stack { redis, ch, paste, config, dir }
+    }
+}
+
 /// Sets a key of a section (`redis`, `clickhouse`) of a config written by
 /// [`write_config`].
 pub fn set_key(config: &Path, section: &str, key_value: &str) {
