@@ -248,13 +248,12 @@ pub const INDEX_GRANULARITY: u32 = 1024;
 /// Holds an awc client, so it lives on the arbiter that built it.
 pub struct KeyLookup {
     http: awc::Client,
+    /// The server's URL with the query, the external table's structure and
+    /// the settings as parameters: the same for every batch, encoded once.
     url: String,
     user: String,
     password: String,
     timeout: Duration,
-    query: String,
-    structure: &'static str,
-    block_cache: bool,
 }
 
 impl KeyLookup {
@@ -264,15 +263,20 @@ impl KeyLookup {
             Ipv4Column::UInt32 => "ipv4 UInt32, mac UInt64",
             Ipv4Column::Ipv4 => "ipv4 IPv4, mac UInt64",
         };
+        let mut params = form_urlencoded::Serializer::new(String::new());
+        params
+            .append_pair("query", &lookup_query(table_ref, plan.prewhere))
+            .append_pair("keys_structure", structure)
+            .append_pair("keys_format", "RowBinary");
+        if plan.block_cache {
+            params.append_pair("use_uncompressed_cache", "1");
+        }
         KeyLookup {
             http,
-            url: format!("{}/", s.url),
+            url: format!("{}/?{}", s.url, params.finish()),
             user: s.user.clone(),
             password: s.password.expose().to_owned(),
             timeout: s.timeout,
-            query: lookup_query(table_ref, plan.prewhere),
-            structure,
-            block_cache: plan.block_cache,
         }
     }
 
@@ -283,17 +287,9 @@ impl KeyLookup {
         }
         let (content_type, body) =
             crate::multipart::one_file("keys", "keys", "application/octet-stream", &encode_keys(keys));
-        let params = &[
-            ("query", self.query.as_str()),
-            ("keys_structure", self.structure),
-            ("keys_format", "RowBinary"),
-            ("use_uncompressed_cache", "1"),
-        ];
         let request = self
             .http
             .post(&self.url)
-            .query(&&params[..if self.block_cache { 4 } else { 3 }])
-            .map_err(|e| DbError::Unavailable(e.to_string()))?
             .basic_auth(&self.user, &self.password)
             .insert_header(("content-type", content_type))
             .timeout(self.timeout)
