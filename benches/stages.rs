@@ -5,17 +5,24 @@
 //!   as published (done record, claim dropped, `HDEL`), 256 at a time;
 //! - ClickHouse: batched lookups of `lookup.batch_size` (4000) devices, two
 //!   queries at a time (the daemon's batches under a backlog);
-//! - the sink: pastebin-form POSTs with `publisher.concurrency` (32) in flight.
+//! - the sink: the publisher's pastebin-form POSTs of found documents, on the
+//!   publisher's own HTTP client and request, `publisher.concurrency` (32) in
+//!   flight, each answer read and classified.
 //!
 //! Run by `benches/pipeline.sh`, which starts the servers and passes them in
 //! BENCH_REDIS_URL, BENCH_CLICKHOUSE_URL and BENCH_SINK_URL; alone it skips.
 
 use std::time::{Duration, Instant};
 
-use device_lookup::config::Settings;
+use std::net::Ipv4Addr;
+
+use device_lookup::actors::publisher::{pastebin_form, post_request};
+use device_lookup::config::{PublisherSettings, Settings};
 use device_lookup::db::{Db, KeyLookup};
 use device_lookup::messages::{Outcome, Settled};
+use device_lookup::paste::{classify_pastebin, Verdict};
 use device_lookup::queue::{Check, Queue};
+use device_lookup::task::{Document, Mac, Task};
 
 fn main() {
     let (Ok(redis), Ok(clickhouse), Ok(sink)) =
@@ -26,7 +33,10 @@ fn main() {
     };
     let tasks: usize = std::env::var("BENCH_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let text = format!("[redis]\nurl = \"{redis}\"\nqueue = \"bench:stage\"\n[clickhouse]\nurl = \"{clickhouse}\"\n");
+    let text = format!(
+        "[redis]\nurl = \"{redis}\"\nqueue = \"bench:stage\"\n[clickhouse]\nurl = \"{clickhouse}\"\n\
+         [publisher]\nurl = \"{sink}\"\napi_dev_key = \"bench\"\n"
+    );
     let settings = Settings::from_toml(&text, std::path::Path::new("bench"), Vec::new()).expect("bench settings");
     actix_rt::System::new().block_on(async move {
         report("redis", tasks, redis_stage(&settings, tasks).await);
@@ -34,7 +44,7 @@ fn main() {
         // As many as a drain publishes, up to 100k: long enough that setting
         // up the connections does not count.
         let posts = tasks.min(100_000);
-        report("sink", posts, sink_stage(&sink, posts, settings.publisher.concurrency).await);
+        report("sink", posts, sink_stage(&settings.publisher, posts).await);
     });
 }
 
@@ -108,19 +118,27 @@ async fn clickhouse_stage(settings: &Settings, tasks: usize) -> Duration {
     started.elapsed()
 }
 
-async fn sink_stage(url: &str, posts: usize, concurrency: usize) -> Duration {
-    let client = awc::Client::builder().connector(awc::Connector::new().limit(concurrency)).finish();
+async fn sink_stage(p: &PublisherSettings, posts: usize) -> Duration {
+    use futures_util::StreamExt;
+    let request = post_request(p, p.url.parse().expect("sink url"));
+    let form = pastebin_form(p);
     let started = Instant::now();
     let mut next = 0;
     let mut running = futures_util::stream::FuturesUnordered::new();
-    use futures_util::StreamExt;
     while next < posts || !running.is_empty() {
-        while next < posts && running.len() < concurrency {
-            let form = [("api_option", "paste".to_owned()), ("api_paste_code", format!("{{\"id\":\"{next}\"}}"))];
-            let req = client.post(url).send_form(&form);
+        while next < posts && running.len() < p.concurrency {
+            let task = Task {
+                id: format!("stage-{next:010}"),
+                ipv4: Ipv4Addr::from(0x0a00_0000 + next as u32),
+                mac: Mac::from_u64(0x0200_0000_0000 + next as u64).expect("48 bits"),
+            };
+            let document = Document::new(&task, "user0123456").to_json();
+            let sent = request.send_body(form.body(&document, &task.id));
             running.push(async move {
-                let mut resp = req.await.expect("sink answers");
-                let _ = resp.body().await;
+                let mut resp = sent.await.expect("sink answers");
+                let status = resp.status().as_u16();
+                let body = resp.body().limit(64 * 1024).await.expect("sink body");
+                assert!(matches!(classify_pastebin(status, None, &body), Verdict::Published(_)), "sink answer");
             });
             next += 1;
         }

@@ -103,18 +103,7 @@ impl PublisherActor {
         queue_reader: Addr<QueueReader>,
     ) -> Self {
         let p = &settings.publisher;
-        let private = p.paste_private.to_string();
-        let mut fixed = vec![
-            ("api_dev_key", p.api_dev_key.expose()),
-            ("api_option", "paste"),
-            ("api_paste_format", "json"),
-            ("api_paste_private", private.as_str()),
-            ("api_paste_expire_date", p.paste_expire_date.as_str()),
-        ];
-        if !p.api_user_key.is_empty() {
-            fixed.push(("api_user_key", p.api_user_key.expose()));
-        }
-        let form = PastebinForm::new(fixed);
+        let form = pastebin_form(p);
         let uri = p.url.parse().expect("publisher.url is validated with this parser");
         PublisherActor {
             uri,
@@ -351,6 +340,43 @@ impl PublisherActor {
     }
 }
 
+/// The pastebin form's fixed fields (key, option, format, privacy, expiry,
+/// user key), encoded once for every paste.
+pub fn pastebin_form(p: &PublisherSettings) -> PastebinForm {
+    let private = p.paste_private.to_string();
+    let mut fixed = vec![
+        ("api_dev_key", p.api_dev_key.expose()),
+        ("api_option", "paste"),
+        ("api_paste_format", "json"),
+        ("api_paste_private", private.as_str()),
+        ("api_paste_expire_date", p.paste_expire_date.as_str()),
+    ];
+    if !p.api_user_key.is_empty() {
+        fixed.push(("api_user_key", p.api_user_key.expose()));
+    }
+    PastebinForm::new(fixed)
+}
+
+/// A new HTTP client and, on it, the POST to `uri` with the headers that do
+/// not change from one paste to the next; each attempt sends a body on it.
+/// (The sink's stage ceiling in `benches/stages.rs` publishes through this
+/// same request.) awc clients are !Send: call it on the arbiter that uses it.
+pub fn post_request(p: &PublisherSettings, uri: awc::http::Uri) -> awc::FrozenClientRequest {
+    let connector = awc::Connector::new().limit(p.concurrency).timeout(p.timeout);
+    // Redirects are answers, not detours ([`classify_redirect`]); without
+    // the middleware that follows them, 6% less CPU per paste.
+    // No client timeout: the one around each whole attempt covers it.
+    let client = awc::Client::builder().connector(connector).disable_timeout().disable_redirects().finish();
+    let request = client.post(uri);
+    let request = match p.kind {
+        PublisherKind::Pastebin => request.insert_header(("content-type", "application/x-www-form-urlencoded")),
+        PublisherKind::Webhook => request.insert_header(("content-type", "application/json")),
+        // The multipart boundary differs per request: added as each is sent.
+        PublisherKind::Upload => request,
+    };
+    request.freeze().expect("publisher.url is validated with the client's own parser")
+}
+
 /// The governor quota for a configured limit: one request per interval, with
 /// at most `burst` at once.
 pub fn quota(rl: RateLimit) -> Quota {
@@ -362,19 +388,7 @@ impl Actor for PublisherActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // awc clients are !Send: build it here, on this actor's arbiter.
-        let connector = awc::Connector::new().limit(self.p().concurrency).timeout(self.p().timeout);
-        // Redirects are answers, not detours ([`classify_redirect`]); without
-        // the middleware that follows them, 6% less CPU per paste.
-        // No client timeout: the one around each whole attempt covers it.
-        let client = awc::Client::builder().connector(connector).disable_timeout().disable_redirects().finish();
-        let request = client.post(self.uri.clone());
-        let request = match self.p().kind {
-            PublisherKind::Pastebin => request.insert_header(("content-type", "application/x-www-form-urlencoded")),
-            PublisherKind::Webhook => request.insert_header(("content-type", "application/json")),
-            // The multipart boundary differs per request: added as each is sent.
-            PublisherKind::Upload => request,
-        };
-        self.request = Some(request.freeze().expect("publisher.url is validated with the client's own parser"));
+        self.request = Some(post_request(self.p(), self.uri.clone()));
         self.pump(ctx);
     }
 }
