@@ -44,7 +44,9 @@ use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
 use crate::config::{redact_url, Settings};
 use crate::failure::{classify_redis_error, Failure};
-use crate::messages::{Delivery, Drained, Job, Lookup, Outcome, Recovered, Release, Settle, Settled, StopIntake};
+use crate::messages::{
+    Delivery, Drained, Job, Lookup, Outcome, Receipt, Recovered, Release, Settle, Settled, StopIntake,
+};
 use crate::metrics::{Dependency, Metrics};
 use crate::queue::{Check, Queue};
 
@@ -64,7 +66,9 @@ pub struct QueueReader {
     queue: Option<Queue>,
 
     /// Receipts of tasks in flight (a multiset: identical payloads count twice).
-    in_flight: HashMap<Bytes, usize>,
+    /// Kept as receipts, not as the bytes Redis knows them by: a list-mode
+    /// receipt is a number, so counting a task in and out allocates nothing.
+    in_flight: HashMap<Receipt, usize>,
     in_flight_count: usize,
     /// Ids being worked on; a second task with the same id is parked.
     claimed: HashSet<String>,
@@ -147,7 +151,7 @@ impl QueueReader {
     fn connect(&mut self, ctx: &mut Context<Self>) {
         let settings = self.settings.clone();
         let consumer = self.consumer.clone();
-        let reconcile = self.reconnecting.then(|| self.in_flight.clone());
+        let reconcile = self.reconnecting.then(|| self.in_flight.iter().map(|(r, n)| (r.key(), *n)).collect());
         let capacity = self.capacity();
         let fut = async move {
             let q = Queue::connect(&settings.redis, &consumer).await?;
@@ -223,7 +227,7 @@ impl QueueReader {
         ctx.run_interval(every, |act, ctx| {
             let Some(q) = act.queue.clone() else { return };
             let claimed: Vec<String> = act.claimed.iter().cloned().collect();
-            let ours: Vec<Bytes> = act.in_flight.keys().cloned().collect();
+            let ours: Vec<Bytes> = act.in_flight.keys().map(Receipt::key).collect();
             let capacity = act.capacity();
             let fut = async move { q.heartbeat(claimed, ours, capacity).await };
             ctx.spawn(fut.into_actor(act).map(|res, act, ctx| match res {
@@ -307,7 +311,7 @@ impl QueueReader {
         self.metrics.in_flight.store(self.in_flight_count as u64, Ordering::Relaxed);
         let max_deliveries = self.settings.redis.max_deliveries;
         for delivery in items {
-            *self.in_flight.entry(delivery.receipt.key()).or_default() += 1;
+            *self.in_flight.entry(delivery.receipt.clone()).or_default() += 1;
             if delivery.deliveries > max_deliveries {
                 let error = format!("delivered {} times without a final outcome", delivery.deliveries);
                 warn!(self.log, "task keeps coming back; dead-lettered"; "deliveries" => delivery.deliveries);
@@ -458,11 +462,10 @@ impl QueueReader {
     fn settled(&mut self, batch: Vec<Settled>) {
         let n = batch.len();
         for s in batch {
-            let key = s.delivery.receipt.key();
-            if let Some(count) = self.in_flight.get_mut(&key) {
+            if let Some(count) = self.in_flight.get_mut(&s.delivery.receipt) {
                 *count -= 1;
                 if *count == 0 {
-                    self.in_flight.remove(&key);
+                    self.in_flight.remove(&s.delivery.receipt);
                 }
             }
             let took = s.delivery.taken_at.elapsed();
