@@ -61,3 +61,13 @@ pub fn init(settings: &LogSettings) -> (Logger, LogGuard) {
     }
     (logger, LogGuard { _scope: Some(scope), _async: Some(async_guard) })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_configurable_level_is_compiled_in() {
+        // Without slog's max-level features, debug and trace records are
+        // compiled out of release builds: the image would ignore `log.level`.
+        assert_eq!(slog::__slog_static_max_level(), slog::FilterLevel::Trace);
+    }
+}
