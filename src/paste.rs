@@ -52,48 +52,49 @@ impl PastebinForm {
 pub fn classify_pastebin(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Verdict {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
-    let short = shorten(text);
+    // Only an error needs the body in words.
+    let short = || shorten(text);
     if status == 429 {
-        return Verdict::OverQuota { retry_after, reason: format!("HTTP 429: {short}") };
+        return Verdict::OverQuota { retry_after, reason: format!("HTTP 429: {}", short()) };
     }
     if text.starts_with("Post limit") || (text.starts_with("Bad API request") && text.contains("maximum number of")) {
-        return Verdict::OverQuota { retry_after, reason: short };
+        return Verdict::OverQuota { retry_after, reason: short() };
     }
     if let Some(rest) = text.strip_prefix("Bad API request") {
         let refused = ["invalid api_dev_key", "invalid api_user_key", "invalid or expired api_user_key", "IP blocked"];
         return if refused.iter().any(|r| rest.contains(r)) {
-            Verdict::Refused(short)
+            Verdict::Refused(short())
         } else {
-            Verdict::Rejected(short)
+            Verdict::Rejected(short())
         };
     }
     if status >= 500 || status == 408 {
-        return Verdict::Transient(format!("HTTP {status}: {short}"));
+        return Verdict::Transient(format!("HTTP {status}: {}", short()));
     }
     if (200..300).contains(&status) && is_absolute_url(text) {
         return Verdict::Published(text.to_owned());
     }
-    Verdict::Transient(format!("HTTP {status}, not a URL: {short}"))
+    Verdict::Transient(format!("HTTP {status}, not a URL: {}", short()))
 }
 
 /// Classifies the answer of a generic paste service (`upload`, `webhook`),
 /// where the status code carries the meaning. `url` is the URL the sink found
 /// in the answer (Location header, JSON Pointer or body), if any.
 pub fn classify_http(status: u16, retry_after: Option<Duration>, url: Option<&str>, body: &[u8]) -> Verdict {
-    let text = String::from_utf8_lossy(body);
-    let short = format!("HTTP {status}: {}", shorten(text.trim()));
+    // Only an error needs the body in words.
+    let short = || format!("HTTP {status}: {}", shorten(String::from_utf8_lossy(body).trim()));
     match status {
         200..=299 => match url.map(str::trim).filter(|u| is_absolute_url(u)) {
             Some(u) => Verdict::Published(u.to_owned()),
-            None => Verdict::Transient(format!("{short} (no URL in the answer)")),
+            None => Verdict::Transient(format!("{} (no URL in the answer)", short())),
         },
-        429 => Verdict::OverQuota { retry_after, reason: short },
-        408 | 500..=599 => Verdict::Transient(short),
+        429 => Verdict::OverQuota { retry_after, reason: short() },
+        408 | 500..=599 => Verdict::Transient(short()),
         // The service will not take anything from us: wrong credentials or URL.
-        401 | 403 | 404 | 405 => Verdict::Refused(short),
+        401 | 403 | 404 | 405 => Verdict::Refused(short()),
         // Anything else 4xx is about this document (too large, malformed).
-        400..=499 => Verdict::Rejected(short),
-        _ => Verdict::Transient(short),
+        400..=499 => Verdict::Rejected(short()),
+        _ => Verdict::Transient(short()),
     }
 }
 
