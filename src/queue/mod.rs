@@ -24,6 +24,7 @@ pub mod stream;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,14 +113,21 @@ impl Keys {
         format!("{}:id:{id}", self.queue)
     }
 
-    /// `SET <record of id> <value> <options...>`, its buffers sized once: a
-    /// command grown one argument at a time reallocated them five or six
-    /// times, and one of these is built for every claim and every publish.
-    fn set_record(&self, id: &str, value: fmt::Arguments, value_len: usize, options: &[&dyn fmt::Display]) -> Cmd {
+    /// `SET <record of id> <value> <options...>`, the value being the parts
+    /// joined, with the command's buffers sized once: a command grown one
+    /// argument at a time reallocated them five or six times, and one of
+    /// these is built for every claim and every publish.
+    fn set_record(&self, id: &str, value: &[&str], options: &[&dyn fmt::Display]) -> Cmd {
+        let value_len: usize = value.iter().map(|part| part.len()).sum();
         let mut cmd = Cmd::with_capacity(3 + options.len(), 3 + self.queue.len() + 4 + id.len() + value_len + 32);
         cmd.arg("SET");
         cmd.write_arg_fmt(format_args!("{}:id:{id}", self.queue));
-        cmd.write_arg_fmt(value);
+        {
+            let mut arg = cmd.writer_for_next_arg();
+            for part in value {
+                arg.write_all(part.as_bytes()).expect("a command is written to memory");
+            }
+        }
         for option in options {
             cmd.write_arg_fmt(option);
         }
@@ -153,7 +161,7 @@ impl Common {
     /// for `dedup_ttl`, replacing its claim.
     fn record_done(&self, pipe: &mut redis::Pipeline, id: &str, url: &str) {
         let ttl = self.dedup_ttl.as_secs().max(1);
-        pipe.add_command(self.keys.set_record(id, format_args!("done:{url}"), 5 + url.len(), &[&"EX", &ttl])).ignore();
+        pipe.add_command(self.keys.set_record(id, &["done:", url], &[&"EX", &ttl])).ignore();
     }
 }
 
@@ -277,8 +285,7 @@ impl Queue {
         for chunk in ids.chunks(500) {
             let mut pipe = redis::Pipeline::with_capacity(chunk.len());
             for id in chunk {
-                let value = format_args!("{}", c.claim_value);
-                pipe.add_command(c.keys.set_record(id, value, c.claim_value.len(), &[&"NX", &"PX", &lease]));
+                pipe.add_command(c.keys.set_record(id, &[&c.claim_value], &[&"NX", &"PX", &lease]));
             }
             let replies: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
             let mut taken = Vec::new();
@@ -433,10 +440,10 @@ mod tests {
     #[test]
     fn a_record_command_is_the_plain_set() {
         let keys = Keys::new("q", "c1");
-        let done = keys.set_record("id-7", format_args!("done:{}", "https://p/x"), 16, &[&"EX", &86400u64]);
+        let done = keys.set_record("id-7", &["done:", "https://p/x"], &[&"EX", &86400u64]);
         let plain = redis::cmd("SET").arg("q:id:id-7").arg("done:https://p/x").arg("EX").arg(86400u64).clone();
         assert_eq!(done.get_packed_command(), plain.get_packed_command());
-        let claim = keys.set_record("é", format_args!("{}", "claim:c1"), 8, &[&"NX", &"PX", &30000u64]);
+        let claim = keys.set_record("é", &["claim:c1"], &[&"NX", &"PX", &30000u64]);
         let plain = redis::cmd("SET").arg("q:id:é").arg("claim:c1").arg("NX").arg("PX").arg(30000u64).clone();
         assert_eq!(claim.get_packed_command(), plain.get_packed_command());
     }
