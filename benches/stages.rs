@@ -12,9 +12,8 @@
 //! Run by `benches/pipeline.sh`, which starts the servers and passes them in
 //! BENCH_REDIS_URL, BENCH_CLICKHOUSE_URL and BENCH_SINK_URL; alone it skips.
 
-use std::time::{Duration, Instant};
-
 use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
 use device_lookup::actors::publisher::{pastebin_form, post_request};
 use device_lookup::config::{PublisherSettings, Settings};
