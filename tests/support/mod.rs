@@ -348,8 +348,6 @@ level = "debug"
     path
 }
 
-/// The complete lines of the results file. A line still being appended (no
-/// newline yet) is not a result yet; any complete line must parse.
 /// One test's servers: Redis, ClickHouse and the bundled paste server on
 /// free ports, and a config for them ([`write_config`] with `extra`), all
 /// under one temporary directory.
@@ -419,6 +417,8 @@ pub fn readyz(config: &Path) -> (u16, serde_json::Value) {
     }
 }
 
+/// The complete lines of the results file. A line still being appended (no
+/// newline yet) is not a result yet; any complete line must parse.
 pub fn results(dir: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(dir.join("results.jsonl")).unwrap_or_default();
     let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
