@@ -15,9 +15,9 @@
 //! to attach external data, so this one request is plain HTTP (awc); the crate
 //! does everything else.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
+use foldhash::{HashMap, HashMapExt};
 use serde::Deserialize;
 
 use crate::config::ClickhouseSettings;

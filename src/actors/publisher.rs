@@ -26,12 +26,13 @@
 //! **A restart resets** the HTTP client. The jobs, the rate limiter's state,
 //! the pause and the failure counts stay.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
+use foldhash::{HashMap, HashMapExt};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use slog::{error, info, warn, Logger};

@@ -29,13 +29,13 @@
 //! counters. After reconnecting, tasks found in our processing hash that we do
 //! not hold (a fetch whose reply was lost) go back to the queue.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use slog::{debug, error, info, warn, Logger};
 use tokio::sync::oneshot;
 
@@ -227,7 +227,11 @@ impl QueueReader {
         ctx.run_interval(every, |act, ctx| {
             let Some(q) = act.queue.clone() else { return };
             let claimed: Vec<String> = act.claimed.iter().cloned().collect();
-            let ours: Vec<Bytes> = act.in_flight.keys().map(Receipt::key).collect();
+            // Only a stream's pending entries are touched by receipt.
+            let ours: Vec<Bytes> = match q {
+                Queue::Stream(_) => act.in_flight.keys().map(Receipt::key).collect(),
+                Queue::List(_) => Vec::new(),
+            };
             let capacity = act.capacity();
             let fut = async move { q.heartbeat(claimed, ours, capacity).await };
             ctx.spawn(fut.into_actor(act).map(|res, act, ctx| match res {
