@@ -1,8 +1,9 @@
 //! Stage ceilings for the end-to-end benchmark: each stage of the pipeline
 //! alone, as fast as this machine lets it go, using the daemon's own code:
-//! - Redis: all the daemon asks of it per task: taking (the Lua batch into
+//! - Redis: all the daemon asks of it per task: taking (the Lua fetch into
 //!   the processing hash), checking and claiming the ids, and settling them
-//!   as published (done record, claim dropped, `HDEL`), 256 at a time;
+//!   as published (done record replacing the claim, the fetch's entry
+//!   removed), 256 at a time;
 //! - ClickHouse: batched lookups of `lookup.batch_size` (4000) devices, two
 //!   queries at a time (the daemon's batches under a backlog);
 //! - the sink: the publisher's pastebin-form POSTs of found documents, on the
@@ -20,6 +21,7 @@ use device_lookup::config::{PublisherSettings, Settings};
 use device_lookup::db::{Db, KeyLookup};
 use device_lookup::messages::{Outcome, Settled};
 use device_lookup::paste::{classify_pastebin, Verdict};
+use device_lookup::queue::list::Ledger;
 use device_lookup::queue::{Check, Queue};
 use device_lookup::task::{Document, Mac, Task};
 
@@ -72,8 +74,10 @@ async fn redis_stage(settings: &Settings, tasks: usize) -> Duration {
     }
     let started = Instant::now();
     let mut done = 0;
+    let mut ledger = Ledger::default();
     while done < tasks {
         let taken = q.fetch(256).await.expect("fetch");
+        ledger.took(&taken);
         let ids: Vec<String> = taken.iter().map(|d| d.parse().expect("valid task").id).collect();
         let checks = q.check(&ids).await.expect("check");
         assert!(checks.iter().all(|c| *c == Check::Mine));
@@ -88,7 +92,8 @@ async fn redis_stage(settings: &Settings, tasks: usize) -> Duration {
             })
             .collect();
         done += batch.len();
-        q.run(q.settle_pipeline(&batch)).await.expect("settle");
+        q.run(q.settle_pipeline(&batch, &ledger)).await.expect("settle");
+        ledger.settled(&batch);
     }
     started.elapsed()
 }

@@ -388,7 +388,7 @@ pub struct DaemonSettings {
 
 /// The largest lookup batch. Keys travel as external data, so no query-size
 /// limit applies; beyond a few thousand devices a batch only waits longer.
-pub const MAX_LOOKUP_BATCH: usize = 5000;
+pub const MAX_LOOKUP_BATCH: usize = 20000;
 
 impl Settings {
     /// Reads `path`, applies the environment overrides from `env`, validates.

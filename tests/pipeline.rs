@@ -186,8 +186,7 @@ fn device_key_and_name(i: u64) -> ((u32, u64), String) {
 }
 
 fn processing_len(conn: &mut redis::Connection) -> usize {
-    let keys: Vec<String> = conn.keys(format!("{QUEUE}:processing:*")).unwrap();
-    keys.iter().map(|k| conn.hlen::<_, usize>(k).unwrap()).sum()
+    tasks_in_processing(conn, QUEUE)
 }
 
 /// Tasks left in the processing hash of a consumer that died (no heartbeat)

@@ -1,6 +1,7 @@
 //! The list-mode queue against a real Redis, below the actors: what a fetch
-//! moves into the processing hash, what settling removes, what a reconcile
-//! puts back, and that the idle wait leaves the queue as it was.
+//! moves into the processing hash, what settling records and removes, what a
+//! reconcile and a release put back, and that the idle wait leaves the queue
+//! as it was.
 
 mod support;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use device_lookup::config::Settings;
 use device_lookup::messages::{Delivery, Outcome, Settled};
+use device_lookup::queue::list::Ledger;
 use device_lookup::queue::{Check, Queue};
 use redis::Commands;
 use support::*;
@@ -41,6 +43,17 @@ fn not_found(d: &Delivery) -> Settled {
     Settled { delivery: d.clone(), task_id: Some("t".into()), outcome: Outcome::NotFound }
 }
 
+/// The payloads of fetch entry `field` in the processing hash, decoded by
+/// Redis's own MessagePack, as the scripts that put tasks back decode them.
+fn fetch_entry(conn: &mut redis::Connection, field: &str) -> Vec<String> {
+    let script = "return cmsgpack.unpack(redis.call('HGET', KEYS[1], ARGV[1]))";
+    redis::cmd("EVAL").arg(script).arg(1).arg(format!("{QUEUE}:processing:{CONSUMER}")).arg(field).query(conn).unwrap()
+}
+
+fn field(d: &Delivery) -> String {
+    String::from_utf8(d.receipt.key().to_vec()).unwrap()
+}
+
 #[actix_rt::test]
 async fn fetch_settle_reconcile_and_the_idle_wait() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,56 +65,61 @@ async fn fetch_settle_reconcile_and_the_idle_wait() {
         let _: () = conn.lpush(QUEUE, payload(i)).unwrap();
     }
     let q = Queue::connect(&s.redis, CONSUMER).await.unwrap();
+    let mut ledger = Ledger::default();
 
-    // First in, first out; each task in the processing hash under its number.
+    // First in, first out; the fetch is one entry of the processing hash.
     let first = q.fetch(4).await.unwrap();
+    ledger.took(&first);
     assert_eq!(payloads(&first), (0..4).map(payload).collect::<Vec<_>>());
-    let held: HashMap<String, String> = conn.hgetall(&processing).unwrap();
-    assert_eq!(held.len(), 4);
-    for d in &first {
-        let field = String::from_utf8(d.receipt.key().to_vec()).unwrap();
-        assert_eq!(Some(&payloads(std::slice::from_ref(d))[0]), held.get(&field));
-    }
+    assert_eq!(conn.hkeys::<_, Vec<String>>(&processing).unwrap(), vec![field(&first[0])]);
+    assert_eq!(fetch_entry(&mut conn, &field(&first[0])), payloads(&first));
     assert_eq!(conn.llen::<_, usize>(QUEUE).unwrap(), 6);
 
-    // Settling removes exactly the settled tasks.
-    let pipe = q.settle_pipeline(&[not_found(&first[0]), not_found(&first[1])]);
-    q.run(pipe).await.unwrap();
-    assert_eq!(conn.hlen::<_, usize>(&processing).unwrap(), 2);
+    // Settling part of a fetch records which tasks are settled next to it.
+    let some = [not_found(&first[0]), not_found(&first[1])];
+    q.run(q.settle_pipeline(&some, &ledger)).await.unwrap();
+    ledger.settled(&some);
+    assert_eq!(conn.hlen::<_, usize>(&processing).unwrap(), 2, "the fetch and its mask");
 
-    // A reconcile puts back what we do not hold, first in line, oldest first.
-    let ours: HashMap<Bytes, usize> = [(first[3].receipt.key(), 1)].into_iter().collect();
+    // A fetch whose reply was lost: a reconcile puts back the fetches we do
+    // not hold, first in line, oldest first; not the one we hold.
+    let lost = q.fetch(2).await.unwrap();
+    let ours: HashMap<Bytes, usize> = [(first[2].receipt.key(), 2)].into_iter().collect();
     let (returned, _) = q.reconcile(&ours).await.unwrap();
-    assert_eq!(returned, 1);
-    assert_eq!(conn.hlen::<_, usize>(&processing).unwrap(), 1);
+    assert_eq!(returned, 2);
     let next = q.fetch(2).await.unwrap();
-    assert_eq!(payloads(&next), vec![payload(2), payload(4)]);
+    ledger.took(&next);
+    assert_eq!(payloads(&next), payloads(&lost));
+    assert_ne!(field(&next[0]), field(&lost[0]), "numbers are never given twice, even to tasks that came back");
 
-    // Numbers are never given twice, even to a task that came back.
-    let mut keys: Vec<Bytes> = first.iter().chain(&next).map(|d| d.receipt.key()).collect();
+    // The last task of a fetch settled removes it, with its mask.
+    let rest = [not_found(&first[2]), not_found(&first[3]), not_found(&next[0])];
+    q.run(q.settle_pipeline(&rest, &ledger)).await.unwrap();
+    ledger.settled(&rest);
+    let mut keys: Vec<String> = conn.hkeys(&processing).unwrap();
     keys.sort();
-    keys.dedup();
-    assert_eq!(keys.len(), 6);
+    let n = &field(&next[0])[1..];
+    assert_eq!(keys, vec![format!("b{n}"), format!("s{n}")], "only the second fetch, partly settled, is left");
 
     // The idle wait: with tasks queued it takes them; on an empty queue it
     // times out and changes nothing.
     let got = q.fetch_blocking(100, Duration::from_millis(200)).await.unwrap();
-    assert_eq!(payloads(&got), (5..10).map(payload).collect::<Vec<_>>());
+    assert_eq!(payloads(&got), (6..10).map(payload).collect::<Vec<_>>());
     let none = q.fetch_blocking(100, Duration::from_millis(200)).await.unwrap();
     assert!(none.is_empty());
     assert_eq!(conn.llen::<_, usize>(QUEUE).unwrap(), 0);
 
-    // A clean release returns everything still held, oldest first in line.
-    let held = conn.hlen::<_, usize>(&processing).unwrap();
-    assert_eq!(q.release().await.unwrap(), held);
+    // A clean release returns every task not settled (not next[0], settled
+    // above), oldest first in line.
+    assert_eq!(q.release().await.unwrap(), 5);
     let order: Vec<String> = conn.lrange(QUEUE, 0, -1).unwrap();
-    let mut expected = vec![payload(3), payload(2), payload(4)];
-    expected.extend((5..10).map(payload));
+    let mut expected: Vec<String> = (5..10).map(payload).collect();
     expected.reverse();
     assert_eq!(order, expected, "taken from the right: the oldest is last");
     assert_eq!(conn.hlen::<_, usize>(&processing).unwrap(), 0);
+    let _: () = conn.del(QUEUE).unwrap();
 
-    // The largest fetch the configuration allows, in one call.
+    // The largest fetch the configuration allows, in one call and one entry.
     let mut pipe = redis::pipe();
     for i in 0..10_000 {
         pipe.lpush(QUEUE, payload(i)).ignore();
@@ -109,7 +127,7 @@ async fn fetch_settle_reconcile_and_the_idle_wait() {
     let _: () = pipe.query(&mut conn).unwrap();
     let all = q.fetch(10_000).await.unwrap();
     assert_eq!(all.len(), 10_000);
-    assert_eq!(conn.hlen::<_, usize>(&processing).unwrap(), 10_000);
+    assert_eq!(fetch_entry(&mut conn, &field(&all[0])), payloads(&all));
 }
 
 /// The id record through a task's life: a fresh id is claimed; a published
@@ -143,7 +161,7 @@ async fn the_id_record_from_claim_to_done() {
     // While we hold "miss", our lease runs out and another consumer publishes it.
     let _: () = conn.set(record("miss"), "done:http://paste/other").unwrap();
     let settled = |id: &str, outcome: Outcome| Settled {
-        delivery: Delivery::from_list(1, Bytes::from_static(b"{}")),
+        delivery: Delivery::from_list(1, 0, Bytes::from_static(b"{}")),
         task_id: Some(id.to_owned()),
         outcome,
     };
@@ -153,7 +171,7 @@ async fn the_id_record_from_claim_to_done() {
         settled("ours-before", Outcome::NotFound),
         settled("miss", Outcome::NotFound),
     ];
-    q.run(q.settle_pipeline(&batch)).await.unwrap();
+    q.run(q.settle_pipeline(&batch, &Ledger::default())).await.unwrap();
     let done: String = conn.get(record("fresh")).unwrap();
     assert_eq!(done, "done:http://paste/2");
     let ttl: i64 = conn.ttl(record("fresh")).unwrap();

@@ -71,10 +71,9 @@ impl World {
         self.redis.conn().llen(key).unwrap()
     }
 
+    /// Tasks held in processing hashes.
     fn processing(&self) -> usize {
-        let mut c = self.redis.conn();
-        let keys: Vec<String> = c.keys(format!("{QUEUE}:processing:*")).unwrap();
-        keys.iter().map(|k| c.hlen::<_, usize>(k).unwrap()).sum()
+        tasks_in_processing(&mut self.redis.conn(), QUEUE)
     }
 
     /// Queue and processing hashes empty, and `n` results written.

@@ -25,9 +25,10 @@
 //! wait in the struct and are retried after reconnecting.
 //!
 //! **A restart resets** the connections and the flags of the cancelled
-//! futures. It keeps the in-flight set, the claims, everything pending and the
-//! counters. After reconnecting, tasks found in our processing hash that we do
-//! not hold (a fetch whose reply was lost) go back to the queue.
+//! futures. It keeps the in-flight set, the ledger of fetches, the claims,
+//! everything pending and the counters. After reconnecting, fetches found in
+//! our processing hash that we do not hold (their reply was lost) go back to
+//! the queue.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ use crate::messages::{
     Delivery, Drained, Job, Lookup, Outcome, Receipt, Recovered, Release, Settle, Settled, StopIntake,
 };
 use crate::metrics::{Dependency, Metrics};
-use crate::queue::{Check, Queue};
+use crate::queue::{list, Check, Queue};
 
 /// How often intake looks again while it is paused for a failing dependency.
 const PAUSED_POLL: Duration = Duration::from_millis(200);
@@ -70,6 +71,9 @@ pub struct QueueReader {
     /// receipt is a number, so counting a task in and out allocates nothing.
     in_flight: HashMap<Receipt, usize>,
     in_flight_count: usize,
+    /// List mode: the fetches we hold in our processing hash, and which of
+    /// their tasks are settled (see [`list::Ledger`]).
+    ledger: list::Ledger,
     /// Ids being worked on; a second task with the same id is parked.
     claimed: HashSet<String>,
     parked: HashMap<String, Vec<Job>>,
@@ -122,6 +126,7 @@ impl QueueReader {
             queue: None,
             in_flight: HashMap::new(),
             in_flight_count: 0,
+            ledger: list::Ledger::default(),
             claimed: HashSet::new(),
             parked: HashMap::new(),
             unchecked: Vec::new(),
@@ -313,6 +318,7 @@ impl QueueReader {
         debug!(self.log, "took tasks"; "count" => items.len());
         self.in_flight_count += items.len();
         self.metrics.in_flight.store(self.in_flight_count as u64, Ordering::Relaxed);
+        self.ledger.took(&items);
         let max_deliveries = self.settings.redis.max_deliveries;
         for delivery in items {
             *self.in_flight.entry(delivery.receipt.clone()).or_default() += 1;
@@ -444,7 +450,7 @@ impl QueueReader {
         self.settling = true;
         self.in_settle = std::mem::take(&mut self.to_settle);
         self.in_settle_waiters = std::mem::take(&mut self.durable_waiters);
-        let pipe = q.settle_pipeline(&self.in_settle);
+        let pipe = q.settle_pipeline(&self.in_settle, &self.ledger);
         let fut = async move { q.run(pipe).await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.settling = false;
@@ -454,6 +460,7 @@ impl QueueReader {
                         let _ = w.send(());
                     }
                     let batch = std::mem::take(&mut act.in_settle);
+                    act.ledger.settled(&batch);
                     act.settled(batch);
                     act.kick(ctx);
                 }

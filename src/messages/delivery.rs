@@ -7,18 +7,19 @@ use bytes::Bytes;
 /// How a task is acknowledged in Redis.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Receipt {
-    /// List mode: the task's field in this consumer's processing hash, a
-    /// sequence number unique within the queue.
-    List(u64),
+    /// List mode: the task's fetch (its number, unique within the queue,
+    /// names its field in this consumer's processing hash) and its place in it.
+    List { fetch: u64, index: u32 },
     /// Stream mode: the entry id, acknowledged with XACK.
     Stream(String),
 }
 
 impl Receipt {
-    /// The bytes that identify this task in the QueueReader's in-flight set.
+    /// The bytes Redis knows this task by: in list mode its fetch's field
+    /// (shared by the tasks of one fetch), in stream mode the entry id.
     pub fn key(&self) -> Bytes {
         match self {
-            Receipt::List(seq) => Bytes::from(seq.to_string()),
+            Receipt::List { fetch, .. } => Bytes::from(format!("b{fetch}")),
             Receipt::Stream(id) => Bytes::copy_from_slice(id.as_bytes()),
         }
     }
@@ -43,9 +44,9 @@ pub enum Payload {
 }
 
 impl Delivery {
-    pub fn from_list(seq: u64, payload: Bytes) -> Delivery {
+    pub fn from_list(fetch: u64, index: u32, payload: Bytes) -> Delivery {
         Delivery {
-            receipt: Receipt::List(seq),
+            receipt: Receipt::List { fetch, index },
             payload: Payload::Json(payload),
             taken_at: Instant::now(),
             deliveries: 1,

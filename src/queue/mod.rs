@@ -318,13 +318,14 @@ impl Queue {
     /// The transaction that settles a batch: the tasks leave the queue in the
     /// same MULTI that writes their dead letters and done records and drops
     /// their claims. Built apart from running it, so the batch stays with its
-    /// owner.
-    pub fn settle_pipeline(&self, batch: &[Settled]) -> redis::Pipeline {
+    /// owner. List mode works out what leaves the processing hash from
+    /// `ledger`, which records the batch once the transaction succeeded
+    /// ([`list::Ledger::settled`]); stream mode has no use for it.
+    pub fn settle_pipeline(&self, batch: &[Settled], ledger: &list::Ledger) -> redis::Pipeline {
         let c = self.common();
         // A command per task, plus the transaction's and the batch's own.
         let mut pipe = redis::Pipeline::with_capacity(batch.len() + 4);
         pipe.atomic();
-        let mut seqs = Vec::new();
         // Claims to drop: tasks settled without being published.
         let mut release = Vec::new();
         for s in batch {
@@ -337,17 +338,15 @@ impl Queue {
             if let Outcome::Dead { error } = &s.outcome {
                 pipe.lpush(&c.keys.dead, dead_letter(s, error, &c.consumer)).ignore();
             }
-            match (self, &s.delivery.receipt) {
-                (Queue::List(_), Receipt::List(seq)) => seqs.push(*seq),
-                (Queue::Stream(q), Receipt::Stream(id)) => q.ack(&mut pipe, id),
-                _ => {}
+            if let (Queue::Stream(q), Receipt::Stream(id)) = (self, &s.delivery.receipt) {
+                q.ack(&mut pipe, id);
             }
         }
         if !release.is_empty() {
             pipe.cmd("EVAL").arg(RELEASE).arg(release.len()).arg(&release).arg(&*c.consumer).ignore();
         }
         if let Queue::List(q) = self {
-            q.settle(&mut pipe, &seqs);
+            q.settle(&mut pipe, batch, ledger);
         }
         pipe
     }
@@ -451,7 +450,7 @@ mod tests {
     #[test]
     fn dead_letter_keeps_the_payload() {
         let s = Settled {
-            delivery: Delivery::from_list(1, Bytes::from_static(b"{\"id\":\xff}")),
+            delivery: Delivery::from_list(1, 0, Bytes::from_static(b"{\"id\":\xff}")),
             task_id: None,
             outcome: Outcome::Dead { error: "bad".into() },
         };

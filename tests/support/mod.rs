@@ -301,6 +301,35 @@ pub fn hits_in_list(
         .collect()
 }
 
+/// Tasks held in the list-mode processing hashes of queue `queue`, all
+/// consumers: those of each fetch entry not marked settled in its mask, and
+/// one per field (or list item) of the layouts of older versions. Counted by a
+/// script, with Redis's own MessagePack decoder.
+pub fn tasks_in_processing(conn: &mut redis::Connection, queue: &str) -> usize {
+    const COUNT: &str = r"
+local n = 0
+for _, key in ipairs(KEYS) do
+  local flat = {}
+  if redis.call('TYPE', key).ok == 'list' then n = n + redis.call('LLEN', key)
+  else flat = redis.call('HGETALL', key) end
+  for i = 1, #flat, 2 do
+    local field, value = flat[i], flat[i + 1]
+    if string.sub(field, 1, 1) == 'b' then
+      local mask = redis.call('HGET', key, 's' .. string.sub(field, 2)) or ''
+      for j = 1, #cmsgpack.unpack(value) do
+        local byte = string.byte(mask, math.floor((j - 1) / 8) + 1) or 0
+        if bit.band(byte, bit.lshift(1, (j - 1) % 8)) == 0 then n = n + 1 end
+      end
+    elseif string.sub(field, 1, 1) ~= 's' then
+      n = n + 1
+    end
+  end
+end
+return n";
+    let keys: Vec<String> = redis::Commands::keys(conn, format!("{queue}:processing:*")).unwrap();
+    redis::cmd("EVAL").arg(COUNT).arg(keys.len()).arg(&keys).query(conn).unwrap()
+}
+
 /// Runs a subcommand to completion; returns (status, stdout, stderr).
 pub fn run_cli(config: &Path, args: &[&str]) -> (ExitStatus, String, String) {
     let out = Command::new(BIN).arg("--config").arg(config).args(args).output().unwrap();
