@@ -43,7 +43,7 @@ use tokio::sync::oneshot;
 use super::lookup::LookupActor;
 use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
-use crate::config::{redact_url, Settings};
+use crate::config::{redact_url, QueueMode, Settings};
 use crate::failure::{classify_redis_error, Failure};
 use crate::messages::{
     Delivery, Drained, Job, Lookup, Outcome, Receipt, Recovered, Release, Settle, Settled, StopIntake,
@@ -66,14 +66,13 @@ pub struct QueueReader {
     /// `None` while disconnected.
     queue: Option<Queue>,
 
-    /// Receipts of tasks in flight (a multiset: identical payloads count twice).
-    /// Kept as receipts, not as the bytes Redis knows them by: a list-mode
-    /// receipt is a number, so counting a task in and out allocates nothing.
-    in_flight: HashMap<Receipt, usize>,
     in_flight_count: usize,
     /// List mode: the fetches we hold in our processing hash, and which of
     /// their tasks are settled (see [`list::Ledger`]).
     ledger: list::Ledger,
+    /// Stream mode: the receipts of the entries we hold (a multiset: an entry
+    /// delivered twice counts twice).
+    entries: HashMap<Receipt, usize>,
     /// Ids being worked on; a second task with the same id is parked.
     claimed: HashSet<String>,
     parked: HashMap<String, Vec<Job>>,
@@ -124,7 +123,7 @@ impl QueueReader {
             lookups: Vec::new(),
             next_lookup: 0,
             queue: None,
-            in_flight: HashMap::new(),
+            entries: HashMap::new(),
             in_flight_count: 0,
             ledger: list::Ledger::default(),
             claimed: HashSet::new(),
@@ -156,7 +155,7 @@ impl QueueReader {
     fn connect(&mut self, ctx: &mut Context<Self>) {
         let settings = self.settings.clone();
         let consumer = self.consumer.clone();
-        let reconcile = self.reconnecting.then(|| self.in_flight.iter().map(|(r, n)| (r.key(), *n)).collect());
+        let reconcile = self.reconnecting.then(|| self.held());
         let capacity = self.capacity();
         let fut = async move {
             let q = Queue::connect(&settings.redis, &consumer).await?;
@@ -188,6 +187,15 @@ impl QueueReader {
             }
             Err(e) => act.fail(ctx, "connect", e),
         }));
+    }
+
+    /// What we hold in Redis, by [`Receipt::key`], with how many tasks each:
+    /// list mode's fetches, stream mode's entries.
+    fn held(&self) -> std::collections::HashMap<Bytes, usize> {
+        match self.settings.redis.mode {
+            QueueMode::List => self.ledger.held(),
+            QueueMode::Stream => self.entries.iter().map(|(r, n)| (r.key(), *n)).collect(),
+        }
     }
 
     /// How many more tasks intake may take now.
@@ -234,7 +242,7 @@ impl QueueReader {
             let claimed: Vec<String> = act.claimed.iter().cloned().collect();
             // Only a stream's pending entries are touched by receipt.
             let ours: Vec<Bytes> = match q {
-                Queue::Stream(_) => act.in_flight.keys().map(Receipt::key).collect(),
+                Queue::Stream(_) => act.entries.keys().map(Receipt::key).collect(),
                 Queue::List(_) => Vec::new(),
             };
             let capacity = act.capacity();
@@ -321,7 +329,9 @@ impl QueueReader {
         self.ledger.took(&items);
         let max_deliveries = self.settings.redis.max_deliveries;
         for delivery in items {
-            *self.in_flight.entry(delivery.receipt.clone()).or_default() += 1;
+            if let Receipt::Stream(_) = delivery.receipt {
+                *self.entries.entry(delivery.receipt.clone()).or_default() += 1;
+            }
             if delivery.deliveries > max_deliveries {
                 let error = format!("delivered {} times without a final outcome", delivery.deliveries);
                 warn!(self.log, "task keeps coming back; dead-lettered"; "deliveries" => delivery.deliveries);
@@ -473,10 +483,10 @@ impl QueueReader {
     fn settled(&mut self, batch: Vec<Settled>) {
         let n = batch.len();
         for s in batch {
-            if let Some(count) = self.in_flight.get_mut(&s.delivery.receipt) {
+            if let Some(count) = self.entries.get_mut(&s.delivery.receipt) {
                 *count -= 1;
                 if *count == 0 {
-                    self.in_flight.remove(&s.delivery.receipt);
+                    self.entries.remove(&s.delivery.receipt);
                 }
             }
             let took = s.delivery.taken_at.elapsed();

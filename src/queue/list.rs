@@ -303,6 +303,11 @@ impl Ledger {
         }
     }
 
+    /// The fields of the fetches held, with how many tasks are open in each.
+    pub fn held(&self) -> HashMap<Bytes, usize> {
+        self.fetches.iter().map(|(n, f)| (Bytes::from(format!("b{n}")), f.open as usize)).collect()
+    }
+
     /// Each fetch `batch` touches, and what it would leave of it.
     fn after(&self, batch: &[Settled]) -> Vec<(u64, After)> {
         let mut touched: Vec<(u64, Fetch)> = Vec::new();
@@ -366,6 +371,8 @@ mod tests {
         let fetch: Vec<Delivery> = (0..10).map(|i| Delivery::from_list(7, i, Bytes::new())).collect();
         ledger.took(&fetch);
         ledger.took(&[Delivery::from_list(8, 0, Bytes::new())]);
+        let held = ledger.held();
+        assert_eq!((held.len(), held[&b("b7")], held[&b("b8")]), (2, 10, 1));
 
         let first = [settled(7, 0), settled(7, 9), settled(8, 0)];
         let after = ledger.after(&first);
