@@ -246,11 +246,12 @@ impl Default for RawLog {
 struct RawDaemon {
     max_in_flight: u64,
     shutdown_timeout: String,
+    main_thread_nice: u64,
 }
 
 impl Default for RawDaemon {
     fn default() -> Self {
-        RawDaemon { max_in_flight: 16384, shutdown_timeout: "30s".into() }
+        RawDaemon { max_in_flight: 16384, shutdown_timeout: "30s".into(), main_thread_nice: 10 }
     }
 }
 
@@ -384,6 +385,10 @@ pub struct LogSettings {
 pub struct DaemonSettings {
     pub max_in_flight: usize,
     pub shutdown_timeout: Duration,
+    /// The nice value the main thread (QueueReader, ResultWriter, HTTP
+    /// endpoints) lowers itself to, so that under CPU contention the
+    /// publisher's thread runs first; 0 leaves it as started.
+    pub main_thread_nice: i32,
 }
 
 /// The largest lookup batch. Keys travel as external data, so no query-size
@@ -600,6 +605,7 @@ impl RawConfig {
             max_in_flight: range("daemon.max_in_flight", self.daemon.max_in_flight, 1, 1_000_000)?,
             shutdown_timeout: parse_duration(&self.daemon.shutdown_timeout)
                 .map_err(|p| invalid("daemon.shutdown_timeout", p))?,
+            main_thread_nice: range("daemon.main_thread_nice", self.daemon.main_thread_nice, 0, 19)? as i32,
         };
 
         Ok(Settings {
@@ -790,6 +796,7 @@ mod tests {
             ("[publisher.rate_limit]\nrequests = 0\nper = \"1s\"", "publisher.rate_limit.requests"),
             ("[publisher.rate_limit]\nrequests = 5\nper = \"soon\"", "publisher.rate_limit.per"),
             ("[lookup]\nbatch_size = 100000", "lookup.batch_size"),
+            ("[daemon]\nmain_thread_nice = 20", "daemon.main_thread_nice"),
             ("[http]\nlisten = \"nowhere\"", "http.listen"),
             ("[log]\nlevel = \"loud\"", "log.level"),
             ("[daemon]\nshutdown_timeout = \"30\"", "daemon.shutdown_timeout"),
