@@ -6,7 +6,7 @@
 #      lookup layouts compared (benches/layouts.py).
 #   2. The baseline: benches/baseline.py, 5 threads doing one task at a time,
 #      on BASELINE_TASKS (20k) tasks.
-#   3. Stage ceilings: each stage alone (benches/stages.rs), and right after
+#   3. Stage ceilings: each stage alone (benches/stages.rs), before and after
 #   4. device-lookup (release build, no rate limit) draining TASKS (100k)
 #      queued tasks, 90% hits: tasks/s, peak RSS, CPU s per 1000 tasks, and
 #      the in-daemon latency (take to settle). 3 and 4 in RUNS (3) rounds.
@@ -105,31 +105,40 @@ python3 benches/layouts.py --ch-port "$CH_PORT" --ch-pid "$CH_PID" >"$WORK/layou
 BASE=$(python3 benches/baseline.py --redis-port "$REDIS_PORT" --ch-port "$CH_PORT" --sink-port "$SINK_PORT" --out "$WORK/baseline.jsonl")
 echo "$BASE" >>"$WORK/stages.jsonl"
 
-# 3 and 4, RUNS rounds: the stage ceilings, then device-lookup draining a
-# full queue (new ids each time). A drain is compared with the ceilings of
-# its own round, measured a few seconds before it, at the same VM speed.
+# 3 and 4, RUNS rounds: the stage ceilings, device-lookup draining a full
+# queue (new ids each time), the ceilings again. A drain is compared with the
+# mean of the ceilings measured just before and just after it: this VM's speed
+# can change within the half minute of a round, and a ceiling taken only
+# before the drain may be from another phase.
 redis-cli -p "$REDIS_PORT" del device-lookup:tasks >/dev/null
 METRICS=$(grep '^listen' "$CFG" | cut -d'"' -f2)
 # CPU ticks of each process (nginx: master and workers), to see where time goes.
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 servers_ticks() { echo "$(ticks $CH_PID) $(ticks $REDIS_PID) $(ticks $NGINX_PID $(pgrep -P $NGINX_PID))"; }
-# (The loop's body is not indented: it holds heredocs.)
-for run in $(seq "$RUNS"); do
-BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" BENCH_CLICKHOUSE_URL="http://127.0.0.1:$CH_PORT" \
-    BENCH_SINK_URL="http://127.0.0.1:$SINK_PORT/api/api_post.php" BENCH_TASKS=$TASKS \
-    cargo bench --locked --quiet --bench stages 2>/dev/null | grep '^{' >>"$WORK/stages.jsonl"
-# Every drain starts from the same Redis: empty, its append-only file just
-# rewritten. Otherwise each run adds its 100k id records, and the automatic
-# rewrite, when the file has doubled, lands inside one of the runs (Redis CPU
-# per task 8.5 -> 14.8 us in the third of three runs).
-redis-cli -p "$REDIS_PORT" flushdb >/dev/null
-redis-cli -p "$REDIS_PORT" bgrewriteaof >/dev/null
+# Every measurement starts from the same Redis: empty, its append-only file
+# just rewritten. Otherwise each run adds its 100k id records, and the
+# automatic rewrite, when the file has doubled, lands inside one of the runs
+# (Redis CPU per task 8.5 -> 14.8 us in the third of three drains).
 aof_rewritten() {
     local info
     info=$(redis-cli -p "$REDIS_PORT" info persistence)
     grep -q '^aof_rewrite_in_progress:0' <<<"$info" && grep -q '^aof_rewrite_scheduled:0' <<<"$info"
 }
-wait_for "the AOF rewrite" 60 aof_rewritten
+fresh_redis() {
+    redis-cli -p "$REDIS_PORT" flushdb >/dev/null
+    redis-cli -p "$REDIS_PORT" bgrewriteaof >/dev/null
+    wait_for "the AOF rewrite" 60 aof_rewritten
+}
+ceilings() {
+    fresh_redis
+    BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" BENCH_CLICKHOUSE_URL="http://127.0.0.1:$CH_PORT" \
+        BENCH_SINK_URL="http://127.0.0.1:$SINK_PORT/api/api_post.php" BENCH_TASKS=$TASKS \
+        cargo bench --locked --quiet --bench stages 2>/dev/null | grep '^{' >>"$WORK/stages.jsonl"
+}
+# (The loop's body is not indented: it holds heredocs.)
+for run in $(seq "$RUNS"); do
+ceilings
+fresh_redis
 "$BIN" --config "$CFG" enqueue --count "$TASKS" --seed 3 --id-prefix "run$run-" 2>/dev/null
 BEFORE=$(servers_ticks)
 t0=$(date +%s.%N)
@@ -171,6 +180,7 @@ print(json.dumps({"stage": "device-lookup", "items": tasks, "seconds": round(sec
                   "server_cpu_s_per_1000": servers,
                   "in_daemon_p50_le_s": q(0.5), "in_daemon_p99_le_s": q(0.99)}))
 PY
+ceilings
 done
 
 # 5. Latency at 1000 tasks/s offered.
@@ -230,10 +240,14 @@ for stage in ("redis", "clickhouse", "sink", "device-lookup"):
     print(f"{stage}: runs at " + ", ".join(str(r["per_sec"]) for r in runs[stage]) + "/s")
 ours, base = rows["device-lookup"]["per_sec"], rows["baseline"]["per_sec"]
 slowest = min(rows[s]["per_sec"] for s in ("redis", "clickhouse", "sink"))
-# Round k: its drain against the slowest of its own ceilings.
-shares = sorted(d["per_sec"] / min(runs[s][k]["per_sec"] for s in ("redis", "clickhouse", "sink"))
+# Round k: its drain against the slowest of its own ceilings, each the mean
+# of the runs just before and just after the drain (2k and 2k + 1).
+def ceiling(s, k):
+    return (runs[s][2 * k]["per_sec"] + runs[s][2 * k + 1]["per_sec"]) / 2
+shares = sorted(d["per_sec"] / min(ceiling(s, k) for s in ("redis", "clickhouse", "sink"))
                 for k, d in enumerate(runs["device-lookup"]))
-print("share of the slowest ceiling, each round: " + ", ".join(f"{x * 100:.0f}%" for x in shares))
+print("share of the slowest ceiling (mean of before and after), each round: "
+      + ", ".join(f"{x * 100:.0f}%" for x in shares))
 print(f"\nmedians: device-lookup {ours}/s = {ours / base:.1f}x the baseline ({base}/s); "
       f"{ours / slowest * 100:.0f}% of the slowest stage's ceiling ({slowest}/s); "
       f"median share per round {shares[len(shares) // 2] * 100:.0f}%")
