@@ -332,6 +332,26 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     assert_eq!(urls.len(), hits.len(), "each line has its own paste");
 }
 
+/// With a fixed consumer name (`redis.consumer`) a restarted daemon is the
+/// same consumer, so no other consumer recovers what its killed life held:
+/// it takes those tasks again itself, at start.
+#[test]
+fn a_fixed_consumer_takes_its_own_tasks_again_after_kill_9() {
+    let paste = FakePaste::start(|_, _| Answer::Slow(Duration::from_millis(5)));
+    let mut w = World::new(&paste.api_url(), false, "concurrency = 2\n[daemon]\nmax_in_flight = 200");
+    set_key(&w.config, "redis", "consumer = \"fixed\"");
+    w.enqueue(1000, 0.0, 8);
+    let hits = w.queued_hits();
+    let mut d = w.daemon();
+    wait_until("progress", Duration::from_secs(30), || w.result_ids().len() >= 100);
+    d.kill9();
+    assert!(w.processing() > 0, "the killed daemon held tasks");
+    let d = w.daemon();
+    w.wait_done(hits.len(), Duration::from_secs(60));
+    stop(d);
+    w.assert_exactly(&hits);
+}
+
 #[test]
 fn sigterm_under_load_exits_0_and_loses_nothing() {
     let paste = FakePaste::start(|_, _| Answer::Slow(Duration::from_millis(5)));

@@ -26,9 +26,10 @@
 //!
 //! **A restart resets** the connections and the flags of the cancelled
 //! futures. It keeps the in-flight set, the ledger of fetches, the claims,
-//! everything pending and the counters. After reconnecting, fetches found in
-//! our processing hash that we do not hold (their reply was lost) go back to
-//! the queue.
+//! everything pending and the counters. On every connect, fetches found in
+//! our processing hash that we do not hold (their reply was lost, or, under a
+//! fixed `redis.consumer`, an earlier run of ours was killed) go back to the
+//! queue; in stream mode such entries are taken again.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -155,15 +156,14 @@ impl QueueReader {
     fn connect(&mut self, ctx: &mut Context<Self>) {
         let settings = self.settings.clone();
         let consumer = self.consumer.clone();
-        let reconcile = self.reconnecting.then(|| self.held());
+        // Also at the first connect: under a fixed `redis.consumer`, what a
+        // killed earlier run held is ours, and no other consumer takes it.
+        let held = self.held();
         let capacity = self.capacity();
         let fut = async move {
             let q = Queue::connect(&settings.redis, &consumer).await?;
             let beat = q.heartbeat(Vec::new(), Vec::new(), capacity).await?;
-            let (reconciled, lost) = match reconcile {
-                Some(in_flight) => q.reconcile(&in_flight).await?,
-                None => (0, Vec::new()),
-            };
+            let (reconciled, lost) = q.reconcile(&held).await?;
             Ok::<_, redis::RedisError>((q, beat, reconciled, lost))
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
