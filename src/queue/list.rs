@@ -197,9 +197,10 @@ impl ListQueue {
         }
     }
 
-    /// Fetches in our processing hash that we do not hold in flight (their
-    /// reply was lost) go back to the queue. `in_flight` counts the tasks we
-    /// hold by [`Receipt::key`], which is their fetch's field.
+    /// Fetches in our processing hash that we do not hold in flight go back
+    /// to the queue: their reply was lost, or an earlier run under our name
+    /// (a fixed `redis.consumer`) was killed holding them. `in_flight` counts
+    /// the tasks we hold by [`Receipt::key`], which is their fetch's field.
     pub async fn reconcile(&self, in_flight: &HashMap<Bytes, usize>) -> redis::RedisResult<usize> {
         let c = &self.common;
         let mut conn = c.conn.clone();
@@ -247,6 +248,8 @@ impl ListQueue {
         }
     }
 
+    /// Clean shutdown: every task we hold and have not settled goes back to
+    /// the queue, oldest first in line; answers how many.
     pub async fn release(&self) -> redis::RedisResult<usize> {
         self.recover_consumer(&self.common.consumer.clone(), true).await
     }
@@ -310,6 +313,8 @@ impl Ledger {
 
     /// Each fetch `batch` touches, and what it would leave of it.
     fn after(&self, batch: &[Settled]) -> Vec<(u64, After)> {
+        // A batch touches a few fetches (tasks settle roughly in the order
+        // they were taken): a list, searched from the start, is enough.
         let mut touched: Vec<(u64, Fetch)> = Vec::new();
         for s in batch {
             let Receipt::List { fetch, index } = s.delivery.receipt else { continue };
@@ -343,7 +348,7 @@ impl Ledger {
 }
 
 /// The items listed in processing beyond what we hold in flight (a multiset
-/// difference: identical payloads count separately).
+/// difference: a key held `n` times matches `n` listed items).
 pub fn orphans(listed: impl IntoIterator<Item = Bytes>, in_flight: &HashMap<Bytes, usize>) -> Vec<Bytes> {
     let mut remaining = in_flight.clone();
     let mut out = Vec::new();
