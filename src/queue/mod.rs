@@ -372,9 +372,10 @@ impl Queue {
         Ok(())
     }
 
-    /// After a lost connection: tasks Redis counts as ours that we do not hold
-    /// (their fetch reply was lost). List mode puts them back on the queue
-    /// (answers none); stream mode answers them, to be taken again.
+    /// At every connect: tasks Redis counts as ours that we do not hold (their
+    /// fetch reply was lost, or an earlier run under our fixed name was
+    /// killed). List mode puts them back on the queue (answers none); stream
+    /// mode answers them, to be taken again.
     pub async fn reconcile(&self, in_flight: &HashMap<Bytes, usize>) -> redis::RedisResult<(usize, Vec<Delivery>)> {
         match self {
             Queue::List(q) => Ok((q.reconcile(in_flight).await?, Vec::new())),
