@@ -9,7 +9,7 @@
 #   3. Stage ceilings: each stage alone (benches/stages.rs), before and after
 #   4. device-lookup (release build, no rate limit) draining TASKS (100k)
 #      queued tasks, 90% hits: tasks/s, peak RSS, CPU s per 1000 tasks, and
-#      the in-daemon latency (take to settle). 3 and 4 in RUNS (3) rounds.
+#      the in-daemon latency (take to settle). 3 and 4 in RUNS (5) rounds.
 #   The summary compares medians: this VM's speed drifts by up to 20% from
 #   one run to the next, and one run of each is a draw, not a measurement.
 #   5. Latency at 1000 tasks/s offered: enqueue-to-line p50/p99.
@@ -21,7 +21,7 @@ ROOT=$PWD
 ROWS=${ROWS:-1000000}
 TASKS=${TASKS:-100000}
 BASELINE_TASKS=${BASELINE_TASKS:-20000}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 
 bash scripts/install-deps.sh
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || {
