@@ -110,7 +110,19 @@ impl Keys {
 
     /// The id's record: its claim while worked on, its URL once published.
     pub fn record(&self, id: &str) -> String {
-        format!("{}:id:{id}", self.queue)
+        self.record_key(id).to_string()
+    }
+
+    /// The name of the id's record, to format where it is needed: the one
+    /// place its layout is written.
+    fn record_key<'a>(&'a self, id: &'a str) -> impl fmt::Display + 'a {
+        struct RecordKey<'a>(&'a str, &'a str);
+        impl fmt::Display for RecordKey<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "{}:id:{}", self.0, self.1)
+            }
+        }
+        RecordKey(&self.queue, id)
     }
 
     /// `SET <record of id> <value> <options...>`, the value being the parts
@@ -121,7 +133,7 @@ impl Keys {
         let value_len: usize = value.iter().map(|part| part.len()).sum();
         let mut cmd = Cmd::with_capacity(3 + options.len(), 3 + self.queue.len() + 4 + id.len() + value_len + 32);
         cmd.arg("SET");
-        cmd.write_arg_fmt(format_args!("{}:id:{id}", self.queue));
+        cmd.write_arg_fmt(self.record_key(id));
         {
             let mut arg = cmd.writer_for_next_arg();
             for part in value {
