@@ -99,7 +99,10 @@ fn end_to_end_list_mode() {
     wait_until("every task to be settled", Duration::from_secs(60), || {
         let queued: usize = conn.llen(QUEUE).unwrap();
         let dead: usize = conn.llen(format!("{QUEUE}:dead")).unwrap();
-        queued == 0 && dead == malformed && results(s.dir.path()).len() == hits.len() && processing_len(&mut conn) == 0
+        queued == 0
+            && dead == malformed
+            && results(s.dir.path()).len() == hits.len()
+            && tasks_in_processing(&mut conn, QUEUE) == 0
     });
     // The metrics tell the same story, in valid Prometheus text.
     let m = scrape(&s.config);
@@ -172,7 +175,7 @@ fn end_to_end_list_mode() {
     // Queue and processing hashes are empty; the consumer left cleanly.
     let queued: usize = conn.llen(QUEUE).unwrap();
     assert_eq!(queued, 0);
-    assert_eq!(processing_len(&mut conn), 0);
+    assert_eq!(tasks_in_processing(&mut conn, QUEUE), 0);
     let consumers: usize = conn.scard(format!("{QUEUE}:consumers")).unwrap();
     assert_eq!(consumers, 0, "the consumer deregisters at shutdown");
     let log = daemon.log_text();
@@ -183,10 +186,6 @@ fn end_to_end_list_mode() {
 fn device_key_and_name(i: u64) -> ((u32, u64), String) {
     let d = device(SEED, i);
     ((d.ipv4, d.mac), d.username)
-}
-
-fn processing_len(conn: &mut redis::Connection) -> usize {
-    tasks_in_processing(conn, QUEUE)
 }
 
 /// Tasks left in the processing hash of a consumer that died (no heartbeat)
