@@ -79,7 +79,7 @@ async fn redis_stage(settings: &Settings, tasks: usize) -> Duration {
         let taken = q.fetch(256).await.expect("fetch");
         ledger.took(&taken);
         let ids: Vec<String> = taken.iter().map(|d| d.parse().expect("valid task").id).collect();
-        let checks = q.check(&ids).await.expect("check");
+        let checks = q.check(&ids, "bench").await.expect("check");
         assert!(checks.iter().all(|c| *c == Check::Mine));
         let url = "http://sink.local/p".to_owned();
         let batch: Vec<Settled> = taken
@@ -92,7 +92,7 @@ async fn redis_stage(settings: &Settings, tasks: usize) -> Duration {
             })
             .collect();
         done += batch.len();
-        q.run(q.settle_pipeline(&batch, &ledger)).await.expect("settle");
+        q.run(q.settle_pipeline(&batch, &ledger, |_| true)).await.expect("settle");
         ledger.settled(&batch);
     }
     started.elapsed()

@@ -85,6 +85,7 @@ struct RawRedis {
     block: String,
     response_timeout: String,
     dedup_ttl: String,
+    write_grace: String,
     max_deliveries: u64,
 }
 
@@ -101,6 +102,7 @@ impl Default for RawRedis {
             block: "1s".into(),
             response_timeout: "5s".into(),
             dedup_ttl: "24h".into(),
+            write_grace: "10m".into(),
             max_deliveries: 10,
         }
     }
@@ -290,6 +292,9 @@ pub struct RedisSettings {
     pub block: Duration,
     pub response_timeout: Duration,
     pub dedup_ttl: Duration,
+    /// How long an id stays with the replica that is writing its line; see
+    /// [`crate::queue`] (the write record).
+    pub write_grace: Duration,
     /// Stream mode: an entry delivered this many times is dead-lettered.
     pub max_deliveries: u32,
 }
@@ -486,13 +491,14 @@ impl RawConfig {
         redis::Client::open(r.url.as_str()).map_err(|e| invalid("redis.url", e.to_string()))?;
         non_empty("redis.queue", &r.queue)?;
         non_empty("redis.group", &r.group)?;
+        let lease = duration_at_least("redis.lease", &r.lease, Duration::from_secs(1))?;
         let redis = RedisSettings {
             url: Secret::new(r.url),
             queue: r.queue,
             mode,
             group: r.group,
             consumer: r.consumer,
-            lease: duration_at_least("redis.lease", &r.lease, Duration::from_secs(1))?,
+            lease,
             fetch_batch: range("redis.fetch_batch", r.fetch_batch, 1, 10_000)?,
             block: duration_at_least("redis.block", &r.block, Duration::from_millis(10))?,
             response_timeout: duration_at_least(
@@ -501,6 +507,9 @@ impl RawConfig {
                 Duration::from_millis(10),
             )?,
             dedup_ttl: duration_at_least("redis.dedup_ttl", &r.dedup_ttl, Duration::from_secs(1))?,
+            // A replica restarted with its file resolves its write records at
+            // once; the grace only times out one that never comes back.
+            write_grace: duration_at_least("redis.write_grace", &r.write_grace, lease)?,
             max_deliveries: range("redis.max_deliveries", r.max_deliveries, 1, 1000)? as u32,
         };
 

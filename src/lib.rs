@@ -18,6 +18,7 @@ pub mod db;
 pub mod failure;
 pub mod gen;
 pub mod http;
+pub mod lease;
 pub mod logging;
 pub mod messages;
 pub mod metrics;

@@ -18,10 +18,13 @@ pub enum TaskOutcome {
     NotFound,
     Dead,
     Duplicate,
+    /// Not an outcome of the task, but of this consumer's part in it: taken
+    /// over by another consumer while this one was silent, and dropped here.
+    LostLease,
 }
 
 impl TaskOutcome {
-    pub const ALL: [TaskOutcome; 4] = [Self::Published, Self::NotFound, Self::Dead, Self::Duplicate];
+    pub const ALL: [TaskOutcome; 5] = [Self::Published, Self::NotFound, Self::Dead, Self::Duplicate, Self::LostLease];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -29,6 +32,7 @@ impl TaskOutcome {
             Self::NotFound => "not_found",
             Self::Dead => "dead",
             Self::Duplicate => "duplicate",
+            Self::LostLease => "lost_lease",
         }
     }
 }
@@ -128,7 +132,7 @@ const BATCH_BOUNDS: &[f64] = &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 
 
 #[derive(Debug)]
 pub struct Metrics {
-    outcomes: [AtomicU64; 4],
+    outcomes: [AtomicU64; TaskOutcome::ALL.len()],
     retries: Mutex<BTreeMap<(Dependency, &'static str), u64>>,
     pub lookup_batches: AtomicU64,
     pub publish_attempts: AtomicU64,

@@ -12,6 +12,10 @@
 //! before any task is taken: such a task then gets no second line. The
 //! checkpoint is written after the fact and without fsync: when it is stale or
 //! lost, more of the file is read, which is safe.
+//!
+//! Also beside the file, `<path>.id` names it for good (random, made once):
+//! the write records in Redis ([`crate::queue`]) say which file is writing
+//! an id's line, so that a daemon restarted with the same file knows its own.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -42,6 +46,7 @@ impl<'a> Line<'a> {
 pub struct ResultsFile {
     file: File,
     path: PathBuf,
+    id: String,
 }
 
 impl ResultsFile {
@@ -53,11 +58,17 @@ impl ResultsFile {
         }
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(path)?;
         let removed = repair(&mut file)?;
-        Ok((ResultsFile { file, path: path.to_owned() }, removed))
+        let id = file_id(path)?;
+        Ok((ResultsFile { file, path: path.to_owned(), id }, removed))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's lasting name (`<path>.id`).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Appends whole lines and makes them durable; returns the file's length
@@ -124,6 +135,28 @@ pub fn write_checkpoint(path: &Path, offset: u64) -> io::Result<()> {
     std::fs::rename(&tmp, &target)
 }
 
+/// The id of the results file at `path`, made (random, durable) when it has
+/// none yet.
+pub fn file_id(path: &Path) -> io::Result<String> {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".id");
+    let target = PathBuf::from(p);
+    match std::fs::read_to_string(&target) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let id = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(format!("{id}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &target)?;
+    Ok(id)
+}
+
 /// Cuts the file after its last newline.
 fn repair(file: &mut File) -> io::Result<u64> {
     let len = file.metadata()?.len();
@@ -155,6 +188,18 @@ fn repair(file: &mut File) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_keeps_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let (first, _) = ResultsFile::open(&path).unwrap();
+        assert_eq!(first.id().len(), 32);
+        let (again, _) = ResultsFile::open(&path).unwrap();
+        assert_eq!(again.id(), first.id());
+        let (other, _) = ResultsFile::open(&dir.path().join("other.jsonl")).unwrap();
+        assert_ne!(other.id(), first.id());
+    }
 
     #[test]
     fn repair_cuts_a_partial_last_line() {

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use device_lookup::config::Settings;
-use device_lookup::messages::{Delivery, Outcome, Settled};
+use device_lookup::lease::Fenced;
+use device_lookup::messages::{Delivery, FencePurpose, Outcome, Settled};
 use device_lookup::queue::list::Ledger;
 use device_lookup::queue::{Check, Queue};
 use redis::Commands;
@@ -77,7 +78,7 @@ async fn fetch_settle_reconcile_and_the_idle_wait() {
 
     // Settling part of a fetch records which tasks are settled next to it.
     let some = [not_found(&first[0]), not_found(&first[1])];
-    q.run(q.settle_pipeline(&some, &ledger)).await.unwrap();
+    q.run(q.settle_pipeline(&some, &ledger, |_| true)).await.unwrap();
     ledger.settled(&some);
     assert_eq!(conn.hlen::<_, usize>(&processing).unwrap(), 2, "the fetch and its mask");
 
@@ -94,7 +95,7 @@ async fn fetch_settle_reconcile_and_the_idle_wait() {
 
     // The last task of a fetch settled removes it, with its mask.
     let rest = [not_found(&first[2]), not_found(&first[3]), not_found(&next[0])];
-    q.run(q.settle_pipeline(&rest, &ledger)).await.unwrap();
+    q.run(q.settle_pipeline(&rest, &ledger, |_| true)).await.unwrap();
     ledger.settled(&rest);
     let mut keys: Vec<String> = conn.hkeys(&processing).unwrap();
     keys.sort();
@@ -145,11 +146,21 @@ async fn the_id_record_from_claim_to_done() {
     let _: () = conn.set(record("published"), "done:http://paste/1").unwrap();
     let _: () = conn.set(record("theirs"), "claim:other-consumer").unwrap();
     let _: () = conn.set(record("ours-before"), format!("claim:{CONSUMER}")).unwrap();
+    // Write records: our own results file's (its line was never written:
+    // intake starts after the file's lines are recorded) and another's.
+    let _: () = conn.set(record("our-file"), "write:file-a").unwrap();
+    let _: () = conn.set(record("their-file"), "write:file-b").unwrap();
     let q = Queue::connect(&s.redis, CONSUMER).await.unwrap();
 
-    let ids: Vec<String> = ["fresh", "published", "theirs", "ours-before", "miss"].map(String::from).to_vec();
-    let checks = q.check(&ids).await.unwrap();
-    assert_eq!(checks, vec![Check::Mine, Check::Published, Check::Elsewhere, Check::Mine, Check::Mine]);
+    let ids: Vec<String> =
+        ["fresh", "published", "theirs", "ours-before", "miss", "our-file", "their-file"].map(String::from).to_vec();
+    let checks = q.check(&ids, "file-a").await.unwrap();
+    assert_eq!(
+        checks,
+        vec![Check::Mine, Check::Published, Check::Elsewhere, Check::Mine, Check::Mine, Check::Mine, Check::Elsewhere]
+    );
+    let taken: String = conn.get(record("our-file")).unwrap();
+    assert_eq!(taken, format!("claim:{CONSUMER}"));
 
     let owner: String = conn.get(record("fresh")).unwrap();
     assert_eq!(owner, format!("claim:{CONSUMER}"));
@@ -171,7 +182,7 @@ async fn the_id_record_from_claim_to_done() {
         settled("ours-before", Outcome::NotFound),
         settled("miss", Outcome::NotFound),
     ];
-    q.run(q.settle_pipeline(&batch, &Ledger::default())).await.unwrap();
+    q.run(q.settle_pipeline(&batch, &Ledger::default(), |_| true)).await.unwrap();
     let done: String = conn.get(record("fresh")).unwrap();
     assert_eq!(done, "done:http://paste/2");
     let ttl: i64 = conn.ttl(record("fresh")).unwrap();
@@ -188,4 +199,101 @@ async fn the_id_record_from_claim_to_done() {
     assert!(conn.pttl::<_, i64>(record("claimed")).unwrap() > 0);
     assert_eq!(conn.pttl::<_, i64>(record("theirs")).unwrap(), -1, "not ours: untouched");
     assert_eq!(conn.pttl::<_, i64>(record("published")).unwrap(), -1, "a done record keeps its own expiry");
+}
+
+/// The fence against a real Redis, one row per case: whether we still hold
+/// the task (list mode: its fetch is in our processing hash), what the id's
+/// record says, what the fence is for -> the answer, and the record after.
+#[actix_rt::test]
+async fn the_fence_decides_from_holding_and_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), false);
+    let s = settings(&redis);
+    let mut conn = redis.conn();
+    let q = Queue::connect(&s.redis, CONSUMER).await.unwrap();
+    let _: () = conn.lpush(QUEUE, payload(1)).unwrap();
+    let held = q.fetch(10).await.unwrap()[0].receipt.key();
+    let gone = Bytes::from_static(b"b999");
+    let mine = format!("claim:{CONSUMER}");
+    use device_lookup::lease::Fenced::*;
+    use device_lookup::messages::FencePurpose::{Publish, Write};
+    // (id, token, record before, purpose, answer, record after)
+    type Row<'a> = (&'a str, &'a Bytes, Option<&'a str>, FencePurpose, Fenced, Option<&'a str>);
+    let rows: &[Row] = &[
+        ("a", &held, Some(&mine), Publish, Keep, Some(&mine)),
+        ("b", &held, None, Publish, Keep, Some(&mine)),
+        ("c", &held, Some("done:http://p/1"), Publish, Duplicate, Some("done:http://p/1")),
+        ("d", &held, Some("claim:other"), Publish, Elsewhere, Some("claim:other")),
+        ("e", &gone, None, Publish, Lost, None),
+        ("f", &gone, Some("claim:other"), Publish, Lost, Some("claim:other")),
+        ("g", &gone, Some(&mine), Publish, Keep, Some(&mine)),
+        ("h", &held, Some(&mine), Write, Keep, Some("write:file-a")),
+        ("i", &gone, Some("write:file-a"), Write, Keep, Some("write:file-a")),
+        ("j", &held, Some("write:file-b"), Write, Elsewhere, Some("write:file-b")),
+        ("k", &gone, Some("done:http://p/2"), Write, Lost, Some("done:http://p/2")),
+        ("l", &gone, Some(&mine), Write, Keep, Some("write:file-a")),
+        ("m", &held, Some("write:file-a"), Publish, Keep, Some("write:file-a")),
+    ];
+    for (id, token, before, purpose, want, after) in rows {
+        let key = format!("{QUEUE}:id:{id}");
+        if let Some(v) = before {
+            let _: () = conn.pset_ex(&key, v, 60_000).unwrap();
+        }
+        let got = q.fence(&[(id.to_string(), (*token).clone())], *purpose, "file-a").await.unwrap();
+        assert_eq!(got, vec![*want], "row {id}");
+        let now: Option<String> = conn.get(&key).unwrap();
+        assert_eq!(now.as_deref(), *after, "row {id}: the record after");
+        if *want == Keep {
+            assert!(conn.pttl::<_, i64>(&key).unwrap() > 0, "row {id}: a kept record expires");
+        }
+    }
+    // A write record is kept for write_grace, not the lease.
+    let grace: i64 = conn.pttl(format!("{QUEUE}:id:h")).unwrap();
+    assert!(grace > s.redis.lease.as_millis() as i64, "pttl {grace}");
+}
+
+/// Stream mode: an entry another consumer claimed is ours no more. The
+/// heartbeat says so and leaves it with them (it renews only what is still
+/// ours), and the fence drops it.
+#[actix_rt::test]
+async fn a_stream_entry_claimed_by_another_is_lost_to_us() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), false);
+    let text = format!("[redis]\nurl = \"{}\"\nconsumer = \"{CONSUMER}\"\nmode = \"stream\"\n", redis.url());
+    let s = Settings::from_toml(&text, Path::new("test.toml"), Vec::new()).unwrap();
+    let mut conn = redis.conn();
+    let q = Queue::connect(&s.redis, CONSUMER).await.unwrap();
+    for i in 0..2 {
+        let _: String = conn.xadd(QUEUE, "*", &[("id", format!("t{i}")), ("ipv4", "10.0.0.1".into())]).unwrap();
+    }
+    let taken = q.fetch(10).await.unwrap();
+    let (kept, stolen) = (taken[0].receipt.key(), taken[1].receipt.key());
+    let stolen_id = String::from_utf8(stolen.to_vec()).unwrap();
+    // Another consumer claims the second entry (as after our lease ran out).
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(QUEUE)
+        .arg("device-lookup")
+        .arg("other")
+        .arg(0)
+        .arg(&stolen_id)
+        .query(&mut conn)
+        .unwrap();
+
+    let beat = q.heartbeat(Vec::new(), vec![kept.clone(), stolen.clone()], 0).await.unwrap();
+    assert_eq!(beat.lost, vec![stolen.clone()]);
+    let owner: redis::Value = redis::cmd("XPENDING")
+        .arg(QUEUE)
+        .arg("device-lookup")
+        .arg(&stolen_id)
+        .arg(&stolen_id)
+        .arg(1)
+        .query(&mut conn)
+        .unwrap();
+    assert!(format!("{owner:?}").contains("other"), "the heartbeat took nothing back: {owner:?}");
+
+    let got = q
+        .fence(&[("t0".into(), kept), ("t1".into(), stolen)], device_lookup::messages::FencePurpose::Publish, "f")
+        .await
+        .unwrap();
+    assert_eq!(got, vec![device_lookup::lease::Fenced::Keep, device_lookup::lease::Fenced::Lost]);
 }

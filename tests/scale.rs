@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use device_lookup::gen::device;
@@ -48,34 +47,6 @@ fn list_hits(conn: &mut redis::Connection) -> HashSet<String> {
     hits_in_list(conn, QUEUE, SEED, ROWS)
 }
 
-/// A copy of `config` for replica `n`: its own results file and HTTP port.
-fn replica_config(dir: &Path, config: &Path, n: usize) -> (PathBuf, PathBuf) {
-    let results = dir.join(format!("results-{n}.jsonl"));
-    let text = std::fs::read_to_string(config).unwrap();
-    let text = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("path = ") {
-                format!("path = \"{}\"", results.display())
-            } else if l.starts_with("listen = ") {
-                format!("listen = \"127.0.0.1:{}\"", free_port())
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let path = dir.join(format!("config-{n}.toml"));
-    std::fs::write(&path, text).unwrap();
-    (path, results)
-}
-
-fn lines_of(path: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    complete.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
 #[test]
 fn stream_mode_end_to_end() {
     let s = Stack::start("");
@@ -111,7 +82,9 @@ fn stream_mode_end_to_end() {
 /// restarted. Nothing is lost; an id gets a second line (in another replica's
 /// file) only if the killed replica had made its line durable but not yet
 /// settled it in Redis (the lines after its checkpoint): the documented limit
-/// of separate results files.
+/// of separate results files. Such tasks carry the killed replica's write
+/// record, and the others take them only after `redis.write_grace` (3 s here,
+/// so that the test does not wait the default's minutes).
 fn three_replicas_one_killed(mode: &str) {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path(), false);
@@ -119,7 +92,7 @@ fn three_replicas_one_killed(mode: &str) {
     let paste = FakePaste::start(|_, _| Answer::Slow(Duration::from_millis(2)));
     let config =
         write_config(dir.path(), &redis, &ch, &paste.api_url(), "concurrency = 4\n[daemon]\nmax_in_flight = 200");
-    set_key(&config, "redis", &format!("mode = \"{mode}\""));
+    set_key(&config, "redis", &format!("mode = \"{mode}\"\nwrite_grace = \"3s\""));
     assert!(run_cli(&config, &["seed", "--rows", &ROWS.to_string(), "--seed", &SEED.to_string()]).0.success());
     let (status, _, err) = run_cli(&config, &["enqueue", "--count", "4000", "--seed", "5"]);
     assert!(status.success(), "{err}");

@@ -32,6 +32,7 @@ use super::publisher::PublisherActor;
 use super::queue_reader::{AttachLookups, QueueReader};
 use super::result_writer::ResultWriter;
 use crate::config::Settings;
+use crate::lease::LeaseClock;
 use crate::messages::{Drained, Release, StopIntake};
 use crate::metrics::{Metrics, TaskOutcome};
 use crate::queue::unique_consumer_name;
@@ -52,9 +53,10 @@ pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
     let http_handle = http.handle();
     actix_rt::spawn(http);
 
+    let clock = Arc::new(LeaseClock::new(settings.redis.lease));
     let queue_reader = {
-        let (s, l, m) = (settings.clone(), log.clone(), metrics.clone());
-        Supervisor::start(move |_| QueueReader::new(s, l, m, consumer))
+        let (s, l, m, c) = (settings.clone(), log.clone(), metrics.clone(), clock.clone());
+        Supervisor::start(move |_| QueueReader::new(s, l, m, consumer, c))
     };
     let writer = {
         let (s, l, m, q) = (settings.clone(), log.clone(), metrics.clone(), queue_reader.clone());
@@ -63,8 +65,9 @@ pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
     let mut arbiters = Vec::new();
     let publisher = {
         let (s, l, m, w, q) = (settings.clone(), log.clone(), metrics.clone(), writer.clone(), queue_reader.clone());
+        let c = clock.clone();
         let arbiter = Arbiter::new();
-        let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| PublisherActor::new(s, l, m, w, q));
+        let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| PublisherActor::new(s, l, m, w, q, c));
         arbiters.push(arbiter);
         addr
     };

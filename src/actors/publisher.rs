@@ -16,15 +16,23 @@
 //! intake; rejected -> the task's own failure, retried until
 //! `publisher.max_attempts`, then settled as dead.
 //!
-//! **Messages.** In: [`Publish`]. Out: [`Record`], [`Settle`] (dead only).
+//! **Fencing.** A job whose claim may have lapsed (its lease epoch is not the
+//! live one: this process stalled, or Redis was away) is not sent: the jobs
+//! in that state go to the QueueReader in one [`Fence`], and only those
+//! still ours come back to the line. A paste can then be created twice only
+//! for a request that was on the wire when the process stalled.
+//!
+//! **Messages.** In: [`Publish`]. Out: [`Record`], [`Fence`], [`Settle`]
+//! (dead only).
 //!
 //! **Failure.** After three transient failures in a row, once no request is in
 //! flight, the actor stops and its `Supervisor` restarts it with a new HTTP
 //! client (fresh connections and DNS). No task is ever dropped: every job is
 //! in `waiting`, `delayed` or `active` in the struct.
 //!
-//! **A restart resets** the HTTP client. The jobs, the rate limiter's state,
-//! the pause and the failure counts stay.
+//! **A restart resets** the HTTP client. The jobs (those being fenced too),
+//! the rate limiter's state, the pause, the failure counts and the log
+//! limiter stay.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -42,7 +50,10 @@ use super::result_writer::ResultWriter;
 use super::{forward, LogLimiter};
 use crate::backoff::{full_jitter, Backoff};
 use crate::config::{PublisherKind, PublisherSettings, RateLimit, Settings};
-use crate::messages::{Found, Outcome, Publish, Published, Record, Settle, Settled};
+use crate::lease::{Act, LeaseClock};
+use crate::messages::{
+    Fence, FenceAnswer, FencePurpose, Found, Job as TaskJob, Outcome, Publish, Published, Record, Settle, Settled,
+};
 use crate::metrics::{Dependency, Metrics};
 use crate::multipart;
 use crate::paste::{
@@ -93,6 +104,11 @@ pub struct PublisherActor {
     log_limit: LogLimiter,
     /// The pastebin form's fixed fields, encoded once.
     form: PastebinForm,
+    clock: Arc<LeaseClock>,
+    /// Jobs whose claim must be confirmed before they are sent, and those
+    /// whose fence is under way.
+    to_fence: Vec<Job>,
+    fencing: Option<Vec<Job>>,
 }
 
 impl PublisherActor {
@@ -102,11 +118,15 @@ impl PublisherActor {
         metrics: Arc<Metrics>,
         writer: Addr<ResultWriter>,
         queue_reader: Addr<QueueReader>,
+        clock: Arc<LeaseClock>,
     ) -> Self {
         let p = &settings.publisher;
         let form = pastebin_form(p);
         let uri = p.url.parse().expect("publisher.url is validated with this parser");
         PublisherActor {
+            clock,
+            to_fence: Vec::new(),
+            fencing: None,
             uri,
             log: log.new(slog::o!("actor" => "publisher")),
             form,
@@ -158,6 +178,12 @@ impl PublisherActor {
         // Half-open: while the service is failing, one request probes it.
         let concurrency = if self.backoff.failures() > 0 { 1 } else { self.p().concurrency };
         while self.active.len() < concurrency && !self.waiting.is_empty() {
+            let epoch = self.waiting.front().expect("checked non-empty").found.delivery.lease_epoch;
+            if self.clock.decide(epoch) == Act::Revalidate {
+                let job = self.waiting.pop_front().expect("checked non-empty");
+                self.to_fence.push(job);
+                continue;
+            }
             if let Some(limiter) = &self.limiter {
                 if let Err(not_until) = limiter.check() {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -180,6 +206,26 @@ impl PublisherActor {
         if let Some(next) = self.delayed.iter().map(|(t, _)| *t).min() {
             self.wake_at(ctx, next);
         }
+        self.fence(ctx);
+    }
+
+    /// Asks the QueueReader whether the jobs in `to_fence` are still ours;
+    /// the answer comes back as [`Fenced`].
+    fn fence(&mut self, ctx: &mut Context<Self>) {
+        if self.fencing.is_some() || self.to_fence.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.to_fence);
+        let jobs =
+            batch.iter().map(|j| TaskJob { delivery: j.found.delivery.clone(), task: j.found.task.clone() }).collect();
+        self.fencing = Some(batch);
+        // Awaited in a task of its own: a restart of this actor meanwhile
+        // must not lose the answer, which the QueueReader has acted on.
+        let (queue_reader, me) = (self.queue_reader.clone(), ctx.address());
+        actix_rt::spawn(async move {
+            let answers = queue_reader.send(Fence { purpose: FencePurpose::Publish, jobs }).await.unwrap_or_default();
+            me.do_send(Fenced(answers));
+        });
     }
 
     fn wake_at(&mut self, ctx: &mut Context<Self>, at: Instant) {
@@ -404,6 +450,36 @@ impl Supervised for PublisherActor {
         for (_, job) in self.active.drain() {
             self.waiting.push_front(job);
         }
+    }
+}
+
+/// The QueueReader's answer to the fence of the jobs in `fencing`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Fenced(Vec<FenceAnswer>);
+
+impl Handler<Fenced> for PublisherActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Fenced, ctx: &mut Context<Self>) {
+        let Some(batch) = self.fencing.take() else { return };
+        if msg.0.len() != batch.len() {
+            // No answer (the QueueReader is gone: the process is ending).
+            self.to_fence.extend(batch);
+            return;
+        }
+        let mut ours = Vec::new();
+        for (mut job, answer) in batch.into_iter().zip(msg.0) {
+            if let FenceAnswer::Go { epoch } = answer {
+                job.found.delivery.lease_epoch = epoch;
+                ours.push(job);
+            }
+        }
+        // Back to the head of the line, in their order.
+        for job in ours.into_iter().rev() {
+            self.waiting.push_front(job);
+        }
+        self.pump(ctx);
     }
 }
 

@@ -16,24 +16,36 @@
 //! file holds beyond its checkpoint ([`Recovered`]) and those ids are recorded
 //! as done, and it pauses while any dependency is failing.
 //!
-//! **Messages.** In: [`Recovered`], [`Settle`] (from every stage),
+//! **Fencing.** It keeps the lease clock ([`crate::lease`]) from the
+//! heartbeats, which also report what we hold no more. Nothing that touches
+//! Redis runs (fetch, check, settle, fence) while the clock is not live; a
+//! heartbeat is sent at once instead, so after a stall what we hold is
+//! re-validated before anything else. Tasks another consumer took over are
+//! dropped as they come back from the stages (counted `lost_lease`); the
+//! stages ask before acting ([`Fence`]), and this actor answers, taking back
+//! what it must settle as a duplicate or look at again.
+//!
+//! **Messages.** In: [`Recovered`], [`Settle`] (from every stage), [`Fence`],
 //! [`StopIntake`], [`Drained`], [`Release`]. Out: [`Lookup`].
 //!
 //! **Failure.** Any Redis error stops the actor; its `Supervisor` restarts it,
-//! and `started()` reconnects after a full-jitter backoff (classified by
-//! [`crate::failure::classify_redis_error`]). Settlements, checks and marks
+//! and `started()` reconnects after a backoff (classified by
+//! [`crate::failure::classify_redis_error`]) that only a fetch or a settle
+//! done resets, never a connect alone. Settlements, checks, fences and marks
 //! wait in the struct and are retried after reconnecting.
 //!
 //! **A restart resets** the connections and the flags of the cancelled
 //! futures. It keeps the in-flight set, the ledger of fetches, the claims,
-//! everything pending and the counters. On every connect, fetches found in
+//! the lease clock, everything pending, the backoff, the log limiter and the
+//! counters. On every connect, fetches found in
 //! our processing hash that we do not hold (their reply was lost, or, under a
 //! fixed `redis.consumer`, an earlier run of ours was killed) go back to the
 //! queue; in stream mode such entries are taken again.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -46,11 +58,13 @@ use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
 use crate::config::{redact_url, QueueMode, Settings};
 use crate::failure::{classify_redis_error, Failure};
+use crate::lease::{Confirmed, Fenced, LeaseClock};
 use crate::messages::{
-    Delivery, Drained, Job, Lookup, Outcome, Receipt, Recovered, Release, Settle, Settled, StopIntake,
+    Delivery, Drained, Fence, FenceAnswer, Job, Lookup, Outcome, Receipt, Recovered, Release, Settle, Settled,
+    StopIntake,
 };
-use crate::metrics::{Dependency, Metrics};
-use crate::queue::{list, Check, Queue};
+use crate::metrics::{Dependency, Metrics, TaskOutcome};
+use crate::queue::{list, Beat, Check, Queue};
 
 /// How often intake looks again while it is paused for a failing dependency.
 const PAUSED_POLL: Duration = Duration::from_millis(200);
@@ -110,12 +124,37 @@ pub struct QueueReader {
     /// True once a connection was lost, so the next connect reconciles.
     reconnecting: bool,
     log_limit: LogLimiter,
+    /// Until when what we hold is proven ours; shared with the publisher.
+    clock: Arc<LeaseClock>,
+    /// The results file's id, from [`Recovered`]: names our write records.
+    file_id: String,
+    beating: bool,
+    /// Fence requests waiting, and the one whose script runs now.
+    fences: VecDeque<PendingFence>,
+    in_fence: Option<PendingFence>,
+}
+
+/// A [`Fence`] request and where its answer goes.
+struct PendingFence {
+    msg: Fence,
+    reply: oneshot::Sender<Vec<FenceAnswer>>,
 }
 
 impl QueueReader {
-    pub fn new(settings: Arc<Settings>, log: Logger, metrics: Arc<Metrics>, consumer: String) -> Self {
+    pub fn new(
+        settings: Arc<Settings>,
+        log: Logger,
+        metrics: Arc<Metrics>,
+        consumer: String,
+        clock: Arc<LeaseClock>,
+    ) -> Self {
         let log = log.new(slog::o!("actor" => "queue_reader", "consumer" => consumer.clone()));
         QueueReader {
+            clock,
+            file_id: String::new(),
+            beating: false,
+            fences: VecDeque::new(),
+            in_fence: None,
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
             settings,
             log,
@@ -159,34 +198,133 @@ impl QueueReader {
         // Also at the first connect: under a fixed `redis.consumer`, what a
         // killed earlier run held is ours, and no other consumer takes it.
         let held = self.held();
+        let (claimed, tokens) = self.beat_args();
         let capacity = self.capacity();
         let fut = async move {
             let q = Queue::connect(&settings.redis, &consumer).await?;
-            let beat = q.heartbeat(Vec::new(), Vec::new(), capacity).await?;
+            let sent_at = Instant::now();
+            let beat = q.heartbeat(claimed, tokens, capacity).await?;
             let (reconciled, lost) = q.reconcile(&held).await?;
-            Ok::<_, redis::RedisError>((q, beat, reconciled, lost))
+            Ok::<_, redis::RedisError>((q, sent_at, beat, reconciled, lost))
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok((q, beat, reconciled, lost)) => {
-                info!(act.log, "connected to Redis";
-                    "url" => redact_url(act.settings.redis.url.expose()),
-                    "queue" => &act.settings.redis.queue,
-                    "mode" => ?act.settings.redis.mode,
-                    "requeued_from_dead_consumers" => beat.requeued,
-                    "claimed_from_dead_consumers" => beat.reclaimed.len(),
+            Ok((q, sent_at, beat, reconciled, lost)) => {
+                // While a failure streak lasts, a connect is no news: a
+                // dependency that accepts connections and fails real work
+                // would log one per attempt.
+                let kv = slog::o!("url" => redact_url(act.settings.redis.url.expose()),
+                    "queue" => act.settings.redis.queue.clone(),
+                    "mode" => format!("{:?}", act.settings.redis.mode),
                     "lost_fetches" => reconciled);
+                if act.backoff.failures() == 0 {
+                    info!(act.log.new(kv), "connected to Redis");
+                } else {
+                    debug!(act.log.new(kv), "connected to Redis");
+                }
                 act.queue = Some(q);
                 act.reconnecting = false;
-                act.backoff.reset();
-                act.log_limit.reset();
                 act.metrics.up(Dependency::Redis);
-                act.take(beat.reclaimed);
                 act.take(lost);
                 act.start_heartbeat(ctx);
-                act.kick(ctx);
+                act.beaten(ctx, sent_at, beat);
             }
             Err(e) => act.fail(ctx, "connect", e),
         }));
+    }
+
+    /// What a heartbeat renews: the ids we claimed, and what we hold
+    /// ([`Receipt::key`]s).
+    fn beat_args(&self) -> (Vec<String>, Vec<Bytes>) {
+        let claimed = self.claimed.iter().cloned().collect();
+        let tokens = match self.settings.redis.mode {
+            QueueMode::List => self.ledger.held().into_keys().collect(),
+            QueueMode::Stream => self.entries.keys().map(Receipt::key).collect(),
+        };
+        (claimed, tokens)
+    }
+
+    /// Sends a heartbeat now, unless one is under way.
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        let Some(q) = self.queue.clone() else { return };
+        if self.beating {
+            return;
+        }
+        self.beating = true;
+        let (claimed, tokens) = self.beat_args();
+        let capacity = self.capacity();
+        let sent_at = Instant::now();
+        let fut = async move { q.heartbeat(claimed, tokens, capacity).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.beating = false;
+            match res {
+                Ok(beat) => act.beaten(ctx, sent_at, beat),
+                Err(e) => act.fail(ctx, "heartbeat", e),
+            }
+        }));
+    }
+
+    /// A heartbeat sent at `sent_at` was acknowledged: the lease clock moves
+    /// on, what we hold no more is forgotten, dead consumers' work is taken.
+    fn beaten(&mut self, ctx: &mut Context<Self>, sent_at: Instant, beat: Beat) {
+        if let Confirmed::NewEpoch(epoch) = self.clock.confirm(sent_at) {
+            if epoch > 1 {
+                warn!(self.log, "this consumer was silent beyond its lease (stalled, or Redis was away); \
+                    what it holds was checked again"; "epoch" => epoch, "taken_over" => beat.lost.len());
+            }
+        }
+        for token in &beat.lost {
+            match self.settings.redis.mode {
+                QueueMode::List => self.ledger.forget(token),
+                QueueMode::Stream => {
+                    if let Ok(id) = std::str::from_utf8(token) {
+                        self.entries.remove(&Receipt::Stream(id.to_owned()));
+                    }
+                }
+            }
+        }
+        if beat.requeued > 0 {
+            info!(self.log, "returned tasks of a dead consumer to the queue"; "tasks" => beat.requeued);
+        }
+        if !beat.reclaimed.is_empty() {
+            info!(self.log, "claimed tasks of a dead consumer"; "tasks" => beat.reclaimed.len());
+            self.take(beat.reclaimed);
+        }
+        self.kick(ctx);
+    }
+
+    /// The live lease epoch; when there is none, a heartbeat is sent and the
+    /// caller waits for it (its answer kicks everything again).
+    fn live(&mut self, ctx: &mut Context<Self>) -> Option<u64> {
+        let epoch = self.clock.live_epoch();
+        if epoch.is_none() {
+            self.beat(ctx);
+        }
+        epoch
+    }
+
+    /// Whether we still hold this task in Redis.
+    fn holds(&self, receipt: &Receipt) -> bool {
+        match receipt {
+            Receipt::List { .. } => self.ledger.holds(receipt),
+            Receipt::Stream(_) => self.entries.contains_key(receipt),
+        }
+    }
+
+    /// Tasks another consumer took over, back from wherever they were: they
+    /// leave our count in flight, settled by nobody here.
+    fn drop_lost(&mut self, ids: Vec<Option<String>>) {
+        if ids.is_empty() {
+            return;
+        }
+        warn!(self.log, "tasks taken over by another consumer while this one was silent; dropped here";
+            "tasks" => ids.len());
+        self.metrics.count(TaskOutcome::LostLease, ids.len() as u64);
+        self.in_flight_count = self.in_flight_count.saturating_sub(ids.len());
+        self.metrics.in_flight.store(self.in_flight_count as u64, Ordering::Relaxed);
+        for id in ids.into_iter().flatten() {
+            self.release_claim(id);
+        }
+        self.check_drained();
     }
 
     /// What we hold in Redis, by [`Receipt::key`], with how many tasks each:
@@ -210,6 +348,7 @@ impl QueueReader {
     fn kick(&mut self, ctx: &mut Context<Self>) {
         self.mark(ctx);
         self.settle(ctx);
+        self.fence(ctx);
         self.check(ctx);
         self.fetch(ctx);
     }
@@ -237,30 +376,7 @@ impl QueueReader {
 
     fn start_heartbeat(&mut self, ctx: &mut Context<Self>) {
         let every = self.settings.redis.lease / 3;
-        ctx.run_interval(every, |act, ctx| {
-            let Some(q) = act.queue.clone() else { return };
-            let claimed: Vec<String> = act.claimed.iter().cloned().collect();
-            // Only a stream's pending entries are touched by receipt.
-            let ours: Vec<Bytes> = match q {
-                Queue::Stream(_) => act.entries.keys().map(Receipt::key).collect(),
-                Queue::List(_) => Vec::new(),
-            };
-            let capacity = act.capacity();
-            let fut = async move { q.heartbeat(claimed, ours, capacity).await };
-            ctx.spawn(fut.into_actor(act).map(|res, act, ctx| match res {
-                Ok(beat) => {
-                    if beat.requeued > 0 {
-                        info!(act.log, "returned tasks of a dead consumer to the queue"; "tasks" => beat.requeued);
-                    }
-                    if !beat.reclaimed.is_empty() {
-                        info!(act.log, "claimed tasks of a dead consumer"; "tasks" => beat.reclaimed.len());
-                        act.take(beat.reclaimed);
-                        act.kick(ctx);
-                    }
-                }
-                Err(e) => act.fail(ctx, "heartbeat", e),
-            }));
-        });
+        ctx.run_interval(every, |act, ctx| act.beat(ctx));
     }
 
     // --- intake -----------------------------------------------------------
@@ -283,6 +399,9 @@ impl QueueReader {
             return;
         }
         let Some(q) = self.queue.clone() else { return };
+        if self.live(ctx).is_none() {
+            return;
+        }
         if let Some(why) = self.intake_paused() {
             debug!(self.log, "intake paused"; "why" => why);
             if self.intake_timer.is_none() {
@@ -307,6 +426,7 @@ impl QueueReader {
             act.fetching = false;
             match res {
                 Ok(items) => {
+                    act.succeeded();
                     act.backlog = items.len() >= n;
                     act.take(items);
                     act.kick(ctx);
@@ -369,19 +489,30 @@ impl QueueReader {
             return;
         }
         let Some(q) = self.queue.clone() else { return };
+        let Some(epoch) = self.live(ctx) else { return };
+        let (held, lost): (Vec<Job>, Vec<Job>) =
+            std::mem::take(&mut self.unchecked).into_iter().partition(|j| self.holds(&j.delivery.receipt));
+        self.drop_lost(lost.into_iter().map(|j| Some(j.task.id)).collect());
+        if held.is_empty() {
+            return;
+        }
         self.checking = true;
-        self.in_check = std::mem::take(&mut self.unchecked);
+        self.in_check = held;
         let ids: Vec<String> = self.in_check.iter().map(|j| j.task.id.clone()).collect();
-        let fut = async move { q.check(&ids).await };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+        let file = self.file_id.clone();
+        let fut = async move { q.check(&ids, &file).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.checking = false;
             match res {
                 Ok(checks) => {
                     let jobs = std::mem::take(&mut act.in_check);
                     let mut fresh = Vec::with_capacity(jobs.len());
-                    for (job, check) in jobs.into_iter().zip(checks) {
+                    for (mut job, check) in jobs.into_iter().zip(checks) {
                         match check {
-                            Check::Mine => fresh.push(job),
+                            Check::Mine => {
+                                job.delivery.lease_epoch = epoch;
+                                fresh.push(job)
+                            }
                             Check::Published => {
                                 debug!(act.log, "already published; not again"; "task_id" => &job.task.id);
                                 act.to_settle.push(Settled {
@@ -457,15 +588,25 @@ impl QueueReader {
             return;
         }
         let Some(q) = self.queue.clone() else { return };
+        if self.live(ctx).is_none() {
+            return;
+        }
+        // What we hold no more is another consumer's to settle; a published
+        // task's line is on disk, so its done record is written regardless.
+        let (keep, lost): (Vec<Settled>, Vec<Settled>) = std::mem::take(&mut self.to_settle)
+            .into_iter()
+            .partition(|s| matches!(s.outcome, Outcome::Published { .. }) || self.holds(&s.delivery.receipt));
+        self.drop_lost(lost.into_iter().map(|s| s.task_id).collect());
         self.settling = true;
-        self.in_settle = std::mem::take(&mut self.to_settle);
+        self.in_settle = keep;
         self.in_settle_waiters = std::mem::take(&mut self.durable_waiters);
-        let pipe = q.settle_pipeline(&self.in_settle, &self.ledger);
+        let pipe = q.settle_pipeline(&self.in_settle, &self.ledger, |r| self.holds(r));
         let fut = async move { q.run(pipe).await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.settling = false;
             match res {
                 Ok(()) => {
+                    act.succeeded();
                     for w in act.in_settle_waiters.drain(..) {
                         let _ = w.send(());
                     }
@@ -501,6 +642,66 @@ impl QueueReader {
         self.in_flight_count = self.in_flight_count.saturating_sub(n);
         self.metrics.in_flight.store(self.in_flight_count as u64, Ordering::Relaxed);
         self.check_drained();
+    }
+
+    /// Real work done in Redis: the failure streak is over.
+    fn succeeded(&mut self) {
+        if self.backoff.failures() > 0 {
+            info!(self.log, "Redis answers again");
+        }
+        self.backoff.reset();
+        self.log_limit.reset();
+    }
+
+    /// Runs the next fence request: asks Redis, for each of its tasks,
+    /// whether it is still ours, then answers, taking back what must be
+    /// settled as a duplicate or looked at again.
+    fn fence(&mut self, ctx: &mut Context<Self>) {
+        if self.in_fence.is_some() || self.fences.is_empty() {
+            return;
+        }
+        let Some(q) = self.queue.clone() else { return };
+        let Some(epoch) = self.live(ctx) else { return };
+        let pending = self.fences.pop_front().expect("checked non-empty");
+        let tasks: Vec<(String, Bytes)> =
+            pending.msg.jobs.iter().map(|j| (j.task.id.clone(), j.delivery.receipt.key())).collect();
+        let (purpose, file) = (pending.msg.purpose, self.file_id.clone());
+        self.in_fence = Some(pending);
+        let fut = async move { q.fence(&tasks, purpose, &file).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(verdicts) => {
+                let pending = act.in_fence.take().expect("set while the script runs");
+                let mut lost = Vec::new();
+                let mut answers = Vec::with_capacity(verdicts.len());
+                for (job, verdict) in pending.msg.jobs.into_iter().zip(verdicts) {
+                    answers.push(match verdict {
+                        Fenced::Keep => FenceAnswer::Go { epoch },
+                        Fenced::Lost => {
+                            lost.push(Some(job.task.id));
+                            FenceAnswer::Dropped
+                        }
+                        Fenced::Duplicate => {
+                            act.to_settle.push(Settled {
+                                task_id: Some(job.task.id),
+                                delivery: job.delivery,
+                                outcome: Outcome::Duplicate,
+                            });
+                            FenceAnswer::Dropped
+                        }
+                        Fenced::Elsewhere => {
+                            act.elsewhere.push(job);
+                            FenceAnswer::Dropped
+                        }
+                    });
+                }
+                let _ = pending.reply.send(answers);
+                act.drop_lost(lost);
+                act.retry_elsewhere_later(ctx);
+                act.kick(ctx);
+            }
+            // The request is still in `in_fence`; `restarting()` requeues it.
+            Err(e) => act.fail(ctx, "fence", e),
+        }));
     }
 
     /// The first copy of an id is settled: the next parked copy takes the claim
@@ -559,11 +760,15 @@ impl Supervised for QueueReader {
         let mut check = std::mem::take(&mut self.in_check);
         check.append(&mut self.unchecked);
         self.unchecked = check;
+        if let Some(fence) = self.in_fence.take() {
+            self.fences.push_front(fence);
+        }
         self.queue = None;
         self.fetching = false;
         self.checking = false;
         self.settling = false;
         self.marking = false;
+        self.beating = false;
         self.intake_timer = None;
         self.elsewhere_timer = None;
         // Ids waiting on another consumer are checked again after reconnecting.
@@ -589,8 +794,20 @@ impl Handler<AttachLookups> for QueueReader {
 impl Handler<Recovered> for QueueReader {
     type Result = ();
     fn handle(&mut self, msg: Recovered, ctx: &mut Context<Self>) {
-        self.to_mark = Some(msg.0);
+        self.to_mark = Some(msg.lines);
+        self.file_id = msg.file_id;
         self.mark(ctx);
+    }
+}
+
+impl Handler<Fence> for QueueReader {
+    type Result = ResponseFuture<Vec<FenceAnswer>>;
+    fn handle(&mut self, msg: Fence, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        self.fences.push_back(PendingFence { msg, reply });
+        self.fence(ctx);
+        // The sender is dropped only with this actor, when the process ends.
+        Box::pin(async move { answer.await.unwrap_or_default() })
     }
 }
 

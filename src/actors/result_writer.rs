@@ -10,16 +10,24 @@
 //! the lines after the checkpoint ([`Recovered`]), so that a task whose line
 //! was written just before a crash gets no second line.
 //!
-//! **Messages.** In: [`Record`]. Out: [`Settle`], [`Recovered`] (once).
+//! **Fencing.** Before each group commit it asks the QueueReader to turn
+//! each task's claim into this file's write record ([`Fence`]); only the
+//! tasks still ours get a line. From then on no other consumer redoes them,
+//! even if this process stalls between the fsync and the settle.
+//!
+//! **Messages.** In: [`Record`]. Out: [`Fence`], [`Settle`], [`Recovered`]
+//! (once).
 //!
 //! **Failure.** A failed open, write or fsync (disk full, I/O error) puts the
 //! batch back at the head of the buffer, truncates any partial write, and
 //! stops the actor; its `Supervisor` restarts it, and `started()` reopens the
-//! file after a full-jitter backoff ([`crate::failure::classify_disk`]). The
-//! QueueReader pauses intake while the disk is marked failing.
+//! file after a backoff ([`crate::failure::classify_disk`]) that only a
+//! write made durable resets. The QueueReader pauses intake while the disk is
+//! marked failing.
 //!
-//! **A restart resets** the file handle. The buffered records and the
-//! bookkeeping of unsettled batches stay.
+//! **A restart resets** the file handle. The buffered records, the batch
+//! being fenced, the bookkeeping of unsettled batches, the backoff and the
+//! log limiter stay.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -35,7 +43,7 @@ use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::failure::{classify_disk, Failure};
-use crate::messages::{Outcome, Published, Record, Recovered, Settle, Settled};
+use crate::messages::{Fence, FenceAnswer, FencePurpose, Job, Outcome, Published, Record, Recovered, Settle, Settled};
 use crate::metrics::{Dependency, Metrics};
 use crate::results::{write_checkpoint, Line, ResultsFile};
 
@@ -66,7 +74,9 @@ pub struct ResultWriter {
     queue_reader: Addr<QueueReader>,
     file: Option<ResultsFile>,
     buffer: Vec<Published>,
+    /// A group commit is under way: fenced (`fencing` holds its batch) or written.
     writing: bool,
+    fencing: Option<Vec<Published>>,
     reported: bool,
     written: VecDeque<Written>,
     next_seq: u64,
@@ -98,6 +108,7 @@ impl ResultWriter {
             file: None,
             buffer: Vec::new(),
             writing: false,
+            fencing: None,
             reported: false,
             written: VecDeque::new(),
             next_seq: 0,
@@ -134,14 +145,12 @@ impl ResultWriter {
                 }
                 info!(act.log, "results file open"; "path" => %file.path().display(),
                     "lines_after_checkpoint" => unsettled.len());
-                act.file = Some(file);
-                act.backoff.reset();
-                act.log_limit.reset();
-                act.metrics.up(Dependency::Disk);
                 if !act.reported {
                     act.reported = true;
-                    forward(&act.queue_reader, Recovered(unsettled));
+                    forward(&act.queue_reader, Recovered { lines: unsettled, file_id: file.id().to_owned() });
                 }
+                act.file = Some(file);
+                act.metrics.up(Dependency::Disk);
                 act.write(ctx);
             }
             Err(e) => act.fail(ctx, "open", e),
@@ -169,14 +178,35 @@ impl ResultWriter {
         ctx.stop();
     }
 
-    /// Starts one group commit of everything buffered, unless one runs.
+    /// Starts one group commit of everything buffered, unless one runs: first
+    /// the fence, whose answer ([`Fenced`]) lets [`ResultWriter::append`] go on.
     fn write(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || self.buffer.is_empty() || self.gather_timer.is_some() {
+        if self.writing || self.buffer.is_empty() || self.gather_timer.is_some() || self.file.is_none() {
             return;
         }
-        let Some(mut file) = self.file.take() else { return };
         self.writing = true;
         let batch = std::mem::take(&mut self.buffer);
+        let jobs =
+            batch.iter().map(|p| Job { delivery: p.found.delivery.clone(), task: p.found.task.clone() }).collect();
+        self.fencing = Some(batch);
+        // Awaited in a task of its own, so that the answer arrives whatever
+        // happens to this actor's context meanwhile.
+        let (queue_reader, me) = (self.queue_reader.clone(), ctx.address());
+        actix_rt::spawn(async move {
+            let answers = queue_reader.send(Fence { purpose: FencePurpose::Write, jobs }).await.unwrap_or_default();
+            me.do_send(Fenced(answers));
+        });
+    }
+
+    /// Writes and fsyncs a fenced batch on a blocking thread, then settles it.
+    fn append(&mut self, ctx: &mut Context<Self>, batch: Vec<Published>) {
+        let Some(mut file) = self.file.take() else {
+            let mut batch = batch;
+            batch.append(&mut self.buffer);
+            self.buffer = batch;
+            self.writing = false;
+            return;
+        };
         let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let mut bytes = Vec::with_capacity(batch.len() * 160);
         for p in &batch {
@@ -196,6 +226,11 @@ impl ResultWriter {
             match (file, res) {
                 (Some(file), Ok(end)) => {
                     act.file = Some(file);
+                    if act.backoff.failures() > 0 {
+                        info!(act.log, "results file written again");
+                    }
+                    act.backoff.reset();
+                    act.log_limit.reset();
                     act.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
                     let loaded = batch.len() >= GATHER_FROM;
                     act.settle(ctx, batch, end);
@@ -269,6 +304,38 @@ impl ResultWriter {
     }
 }
 
+/// The QueueReader's answer to the fence of the batch in `fencing`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Fenced(Vec<FenceAnswer>);
+
+impl Handler<Fenced> for ResultWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Fenced, ctx: &mut Context<Self>) {
+        let Some(batch) = self.fencing.take() else { return };
+        if msg.0.len() != batch.len() {
+            // No answer (the QueueReader is gone: the process is ending).
+            let mut batch = batch;
+            batch.append(&mut self.buffer);
+            self.buffer = batch;
+            self.writing = false;
+            return;
+        }
+        let ours: Vec<Published> = batch
+            .into_iter()
+            .zip(msg.0)
+            .filter_map(|(p, answer)| matches!(answer, FenceAnswer::Go { .. }).then_some(p))
+            .collect();
+        if ours.is_empty() {
+            self.writing = false;
+            self.write(ctx);
+        } else {
+            self.append(ctx, ours);
+        }
+    }
+}
+
 /// Redis confirmed that the batch with this sequence number is settled.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -306,7 +373,8 @@ impl Actor for ResultWriter {
 impl Supervised for ResultWriter {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.file = None;
-        self.writing = false;
+        // A fence under way answers by message, restart or not.
+        self.writing = self.fencing.is_some();
         self.checkpointing = false;
         self.checkpoint_timer = None;
         self.gather_timer = None;

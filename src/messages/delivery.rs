@@ -35,6 +35,9 @@ pub struct Delivery {
     pub taken_at: Instant,
     /// Stream mode counts deliveries; list mode cannot and says 1.
     pub deliveries: u32,
+    /// The lease epoch in which our claim of it was last confirmed
+    /// ([`crate::lease`]); 0, never confirmed, until its id is claimed.
+    pub lease_epoch: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +53,7 @@ impl Delivery {
             payload: Payload::Json(payload),
             taken_at: Instant::now(),
             deliveries: 1,
+            lease_epoch: 0,
         }
     }
 
@@ -59,6 +63,7 @@ impl Delivery {
             payload: Payload::Fields(fields),
             taken_at: Instant::now(),
             deliveries,
+            lease_epoch: 0,
         }
     }
 

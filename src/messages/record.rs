@@ -18,8 +18,12 @@ pub struct Published {
 pub struct Record(pub Vec<Published>);
 
 /// Sent once at start: (id, url) of the lines written after the last
-/// checkpoint, whose tasks may not have been settled before a crash. The
-/// QueueReader records them as published before it takes any task.
+/// checkpoint, whose tasks may not have been settled before a crash, and the
+/// results file's id. The QueueReader records those lines as published
+/// before it takes any task.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Recovered(pub Vec<(String, String)>);
+pub struct Recovered {
+    pub lines: Vec<(String, String)>,
+    pub file_id: String,
+}

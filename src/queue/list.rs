@@ -311,7 +311,22 @@ impl Ledger {
         self.fetches.iter().map(|(n, f)| (Bytes::from(format!("b{n}")), f.open as usize)).collect()
     }
 
-    /// Each fetch `batch` touches, and what it would leave of it.
+    /// Whether this task's fetch is still ours.
+    pub fn holds(&self, receipt: &Receipt) -> bool {
+        matches!(receipt, Receipt::List { fetch, .. } if self.fetches.contains_key(fetch))
+    }
+
+    /// A fetch that is ours no more (another consumer moved it back to the
+    /// queue while we were silent): its tasks are settled by nobody here.
+    pub fn forget(&mut self, field: &[u8]) {
+        if let Some(n) = field.strip_prefix(b"b").and_then(|n| std::str::from_utf8(n).ok()?.parse().ok()) {
+            self.fetches.remove(&n);
+        }
+    }
+
+    /// Each fetch `batch` touches, and what it would leave of it. A fetch we
+    /// do not hold (forgotten, see [`Ledger::forget`]) is left alone: it is
+    /// another consumer's now.
     fn after(&self, batch: &[Settled]) -> Vec<(u64, After)> {
         // A batch touches a few fetches (tasks settle roughly in the order
         // they were taken): a list, searched from the start, is enough.
@@ -321,10 +336,8 @@ impl Ledger {
             let at = match touched.iter().position(|(f, _)| *f == fetch) {
                 Some(at) => at,
                 None => {
-                    // A fetch not counted in (never so in the daemon) is never
-                    // taken as complete: its entry stays rather than lose a task.
-                    let unknown = Fetch { open: u32::MAX, settled: Vec::new() };
-                    touched.push((fetch, self.fetches.get(&fetch).cloned().unwrap_or(unknown)));
+                    let Some(held) = self.fetches.get(&fetch) else { continue };
+                    touched.push((fetch, held.clone()));
                     touched.len() - 1
                 }
             };
@@ -397,9 +410,14 @@ mod tests {
     }
 
     #[test]
-    fn a_fetch_never_counted_in_is_never_done() {
-        let ledger = Ledger::default();
-        assert_eq!(ledger.after(&[settled(3, 2)]), vec![(3, After::Open { open: u32::MAX - 1, settled: vec![0b100] })]);
+    fn a_fetch_not_held_is_left_alone() {
+        let mut ledger = Ledger::default();
+        assert_eq!(ledger.after(&[settled(3, 2)]), vec![]);
+        ledger.took(&[Delivery::from_list(3, 0, Bytes::new()), Delivery::from_list(3, 1, Bytes::new())]);
+        assert!(ledger.holds(&Receipt::List { fetch: 3, index: 1 }));
+        ledger.forget(b"b3");
+        assert!(!ledger.holds(&Receipt::List { fetch: 3, index: 1 }));
+        assert_eq!(ledger.after(&[settled(3, 0)]), vec![], "another consumer's now");
     }
 
     fn b(s: &str) -> Bytes {

@@ -11,11 +11,13 @@
 //! - `Q:id:<id>`: the record of an id, one key for its whole life. While a
 //!   consumer works on it, `claim:<consumer>`, expiring after `redis.lease`
 //!   unless renewed by that consumer's heartbeat, so two replicas never work
-//!   on one id at once. Once published, `done:<url>`, kept `redis.dedup_ttl`.
-//!   Settled otherwise (not found, dead), the claim is dropped. One key rather
-//!   than a claim key and a done key: claiming is then one `SET NX` per id,
-//!   and publishing one `SET` that replaces the claim (the drain benchmark:
-//!   Redis CPU per task down by a quarter);
+//!   on one id at once. Just before its line is written, `write:<file>` (the
+//!   results file's id), kept `redis.write_grace`: from then on no other
+//!   consumer redoes the task, even if this one stalls before it settles.
+//!   Once settled, `done:<url>`, kept `redis.dedup_ttl`. Settled otherwise
+//!   (not found, dead), the claim is dropped. One key rather than a claim key
+//!   and a done key: claiming is then one `SET NX` per id (the drain
+//!   benchmark: Redis CPU per task down by a quarter);
 //! - `Q:dead`: dead letters; `Q:consumers`: consumer names;
 //!   `Q:consumer:<name>`: a consumer's heartbeat.
 
@@ -33,17 +35,20 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Cmd, RedisWrite};
 
 use crate::config::{QueueMode, RedisSettings};
-use crate::messages::{Delivery, Outcome, Receipt, Settled};
+use crate::messages::{Delivery, FencePurpose, Outcome, Receipt, Settled};
 
 /// For each id record (KEYS) that [`Queue::check`] found taken, what it
 /// holds now: 1 published; 0 our claim (renewed), or free again and now
-/// claimed by us (ARGV[1]) for ARGV[2] ms; 2 another consumer's claim.
+/// claimed by us (ARGV[1]) for ARGV[2] ms; 2 another consumer's claim or
+/// write record. Our own results file's write record (ARGV[3]) is ours to
+/// take: intake starts only after the lines that file holds were recorded
+/// as published, so such an id's line was never written.
 const RESOLVE: &str = r"
 local mine = 'claim:' .. ARGV[1]
 local out = {}
 for i, key in ipairs(KEYS) do
   local v = redis.call('GET', key)
-  if not v then
+  if not v or v == ARGV[3] then
     redis.call('SET', key, mine, 'PX', ARGV[2])
     out[i] = 0
   elseif string.sub(v, 1, 5) == 'done:' then
@@ -54,6 +59,53 @@ for i, key in ipairs(KEYS) do
   else
     out[i] = 2
   end
+end
+return out";
+
+/// The Lua function `held(token)`: do we still hold this task? ARGV[1] is
+/// the mode, ARGV[2] our processing hash (list: the token is the fetch's
+/// field) or the stream (the token is the entry id), ARGV[3] the group,
+/// ARGV[4] our consumer name. A stalled consumer's fetches are moved back to
+/// the queue, its entries claimed by others: then it holds them no more.
+const HELD: &str = r"
+local function held(token)
+  if ARGV[1] == 'list' then return redis.call('HEXISTS', ARGV[2], token) == 1 end
+  local p = redis.call('XPENDING', ARGV[2], ARGV[3], token, token, 1)[1]
+  return p ~= nil and p[2] == ARGV[4]
+end";
+
+/// The heartbeat's look at what we hold (tokens ARGV[5..]): answers those we
+/// hold no more. In stream mode it also resets the idle time of the entries
+/// still ours, so nobody claims them; only those (`XCLAIM` with no minimum
+/// idle time would take back entries another consumer claimed meanwhile).
+const HOLDINGS: &str = r"
+local lost = {}
+for i = 5, #ARGV do
+  local token = ARGV[i]
+  if not held(token) then lost[#lost + 1] = token
+  elseif ARGV[1] == 'stream' then redis.call('XCLAIM', ARGV[2], ARGV[3], ARGV[4], 0, token, 'JUSTID') end
+end
+return lost";
+
+/// The fence, for each task: its id record KEYS[i] and its token
+/// ARGV[9 + i] (as for `held`). Answers 0 keep, 1 lost, 2 duplicate,
+/// 3 elsewhere ([`crate::lease::Fenced`]). Ours are our claim (ARGV[5]), our
+/// file's write record (ARGV[6]), or no record while we hold the task; each
+/// is kept, atomically with renewing the claim for ARGV[8] ms (ARGV[7] =
+/// 'renew') or replacing it with the write record for ARGV[9] ms ('write').
+const FENCE: &str = r"
+local claim, write, lease, grace = ARGV[5], ARGV[6], ARGV[8], ARGV[9]
+local out = {}
+for i, key in ipairs(KEYS) do
+  local is_held = held(ARGV[9 + i])
+  local v = redis.call('GET', key)
+  if v == claim or v == write or (not v and is_held) then
+    if ARGV[7] == 'write' then redis.call('SET', key, write, 'PX', grace)
+    elseif v ~= write then redis.call('SET', key, claim, 'PX', lease) end
+    out[i] = 0
+  elseif not is_held then out[i] = 1
+  elseif string.sub(v, 1, 5) == 'done:' then out[i] = 2
+  else out[i] = 3 end
 end
 return out";
 
@@ -164,8 +216,15 @@ pub struct Common {
     pub dedup_ttl: Duration,
     /// `claim:<consumer>`, the value of our claims.
     claim_value: Arc<str>,
+    /// `redis.write_grace`: how long a write record holds an id.
+    write_grace: Duration,
+    /// The `held` function's fixed arguments: mode, where we hold tasks
+    /// (processing hash or stream), group, consumer.
+    held_args: Arc<[String; 4]>,
     resolve: Arc<redis::Script>,
     renew: Arc<redis::Script>,
+    holdings: Arc<redis::Script>,
+    fence: Arc<redis::Script>,
 }
 
 impl Common {
@@ -192,6 +251,19 @@ pub struct Beat {
     pub requeued: usize,
     /// Stream mode: entries of dead consumers now ours.
     pub reclaimed: Vec<Delivery>,
+    /// Of what we held, the [`Receipt::key`]s that are ours no more (another
+    /// consumer took them over while we were silent).
+    pub lost: Vec<Bytes>,
+}
+
+/// The value of the write record of the results file with this id.
+pub fn write_value(file: &str) -> String {
+    format!("write:{file}")
+}
+
+/// A script whose body may call the Lua function `held(token)` ([`HELD`]).
+fn with_held(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{HELD}\n{body}"))
 }
 
 impl Queue {
@@ -211,8 +283,17 @@ impl Queue {
             lease: s.lease,
             dedup_ttl: s.dedup_ttl,
             claim_value: format!("claim:{consumer}").into(),
+            write_grace: s.write_grace,
+            held_args: Arc::new(match s.mode {
+                QueueMode::List => {
+                    ["list".into(), list::processing_key(&s.queue, consumer), String::new(), consumer.into()]
+                }
+                QueueMode::Stream => ["stream".into(), s.queue.clone(), s.group.clone(), consumer.into()],
+            }),
             resolve: Arc::new(redis::Script::new(RESOLVE)),
             renew: Arc::new(redis::Script::new(RENEW)),
+            holdings: Arc::new(with_held(HOLDINGS)),
+            fence: Arc::new(with_held(FENCE)),
         };
         Ok(match s.mode {
             QueueMode::List => Queue::List(list::ListQueue::new(common)),
@@ -227,10 +308,11 @@ impl Queue {
         }
     }
 
-    /// Renews this consumer's heartbeat and claims, and takes over the work
-    /// of consumers that stopped beating. `ours` are the receipt keys we hold
-    /// ([`Receipt::key`]).
-    pub async fn heartbeat(&self, claimed: Vec<String>, ours: Vec<Bytes>, capacity: usize) -> redis::RedisResult<Beat> {
+    /// Renews this consumer's heartbeat and claims, finds which of the tasks
+    /// we hold ([`Receipt::key`]s: list mode's fetches, stream mode's
+    /// entries) are ours no more, and takes over the work of consumers that
+    /// stopped beating.
+    pub async fn heartbeat(&self, claimed: Vec<String>, held: Vec<Bytes>, capacity: usize) -> redis::RedisResult<Beat> {
         let c = self.common();
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
@@ -250,13 +332,57 @@ impl Queue {
             inv.arg(&*c.consumer).arg(c.lease.as_millis() as u64);
             inv.invoke_async::<()>(&mut conn).await?;
         }
-        match self {
-            Queue::List(q) => Ok(Beat { requeued: q.recover_orphans().await?, reclaimed: Vec::new() }),
-            Queue::Stream(q) => {
-                q.touch(&ours).await?;
-                Ok(Beat { requeued: 0, reclaimed: q.reclaim(capacity).await? })
+        let mut lost = Vec::new();
+        for chunk in held.chunks(1000) {
+            let mut inv = c.holdings.prepare_invoke();
+            inv.arg(&c.held_args[..]);
+            for token in chunk {
+                inv.arg(&token[..]);
             }
+            let gone: Vec<Vec<u8>> = inv.invoke_async(&mut conn).await?;
+            lost.extend(gone.into_iter().map(Bytes::from));
         }
+        let mut beat = match self {
+            Queue::List(q) => Beat { requeued: q.recover_orphans().await?, ..Beat::default() },
+            Queue::Stream(q) => Beat { reclaimed: q.reclaim(capacity).await?, ..Beat::default() },
+        };
+        beat.lost = lost;
+        Ok(beat)
+    }
+
+    /// Asks Redis again whether each task (id, [`Receipt::key`]) is still
+    /// ours, and for those that are, renews the claim or writes the write
+    /// record of results file `file` ([`FencePurpose`]), in one script.
+    pub async fn fence(
+        &self,
+        tasks: &[(String, Bytes)],
+        purpose: FencePurpose,
+        file: &str,
+    ) -> redis::RedisResult<Vec<crate::lease::Fenced>> {
+        let c = self.common();
+        let mut conn = c.conn.clone();
+        let mut out = Vec::with_capacity(tasks.len());
+        for chunk in tasks.chunks(1000) {
+            let mut inv = c.fence.prepare_invoke();
+            for (id, _) in chunk {
+                inv.key(c.keys.record(id));
+            }
+            inv.arg(&c.held_args[..])
+                .arg(&*c.claim_value)
+                .arg(write_value(file))
+                .arg(match purpose {
+                    FencePurpose::Publish => "renew",
+                    FencePurpose::Write => "write",
+                })
+                .arg(c.lease.as_millis() as u64)
+                .arg(c.write_grace.as_millis() as u64);
+            for (_, token) in chunk {
+                inv.arg(&token[..]);
+            }
+            let codes: Vec<u8> = inv.invoke_async(&mut conn).await?;
+            out.extend(codes.into_iter().map(crate::lease::Fenced::from_code));
+        }
+        Ok(out)
     }
 
     /// Takes up to `max` tasks without waiting.
@@ -286,7 +412,7 @@ impl Queue {
     /// reconnect) and another consumer's claim apart. (Running every id
     /// through a script made Lua's per-call cost a third of Redis's CPU per
     /// task.)
-    pub async fn check(&self, ids: &[String]) -> redis::RedisResult<Vec<Check>> {
+    pub async fn check(&self, ids: &[String], file: &str) -> redis::RedisResult<Vec<Check>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -314,7 +440,7 @@ impl Queue {
             for &at in &taken {
                 inv.key(c.keys.record(&ids[at]));
             }
-            inv.arg(&*c.consumer).arg(lease);
+            inv.arg(&*c.consumer).arg(lease).arg(write_value(file));
             let codes: Vec<u8> = inv.invoke_async(&mut conn).await?;
             for (&at, code) in taken.iter().zip(codes) {
                 out[at] = match code {
@@ -333,7 +459,15 @@ impl Queue {
     /// owner. List mode works out what leaves the processing hash from
     /// `ledger`, which records the batch once the transaction succeeded
     /// ([`list::Ledger::settled`]); stream mode has no use for it.
-    pub fn settle_pipeline(&self, batch: &[Settled], ledger: &list::Ledger) -> redis::Pipeline {
+    /// `holds` says whether we still hold a task: one we hold no more (it is
+    /// another consumer's now) keeps its place in the queue, and only its done
+    /// record is written (its line is on disk).
+    pub fn settle_pipeline(
+        &self,
+        batch: &[Settled],
+        ledger: &list::Ledger,
+        holds: impl Fn(&Receipt) -> bool,
+    ) -> redis::Pipeline {
         let c = self.common();
         // A command per task, plus the transaction's and the batch's own.
         let mut pipe = redis::Pipeline::with_capacity(batch.len() + 4);
@@ -351,7 +485,9 @@ impl Queue {
                 pipe.lpush(&c.keys.dead, dead_letter(s, error, &c.consumer)).ignore();
             }
             if let (Queue::Stream(q), Receipt::Stream(id)) = (self, &s.delivery.receipt) {
-                q.ack(&mut pipe, id);
+                if holds(&s.delivery.receipt) {
+                    q.ack(&mut pipe, id);
+                }
             }
         }
         if !release.is_empty() {

@@ -6,7 +6,8 @@
 //! entry stays in the group's pending list until its outcome is final, then
 //! `XACK` and `XDEL` remove it in the settle transaction. A live consumer
 //! renews the entries it holds on every heartbeat (`XCLAIM ... JUSTID` to
-//! itself, which resets their idle time without counting a delivery); an
+//! itself, which resets their idle time without counting a delivery, and only
+//! for entries still its own: see `HOLDINGS` in [`super`]); an
 //! entry idle longer than `redis.lease` therefore belongs to a consumer that
 //! died, and any consumer claims it (`XPENDING ... IDLE`, then `XCLAIM` with
 //! the same minimum idle time, so only one wins). An entry delivered more than
@@ -75,20 +76,6 @@ impl StreamQueue {
         let q = &self.common.keys.queue;
         pipe.cmd("XACK").arg(q).arg(&*self.group).arg(id).ignore();
         pipe.cmd("XDEL").arg(q).arg(id).ignore();
-    }
-
-    /// Resets the idle time of the entries we hold (their receipt keys are
-    /// their ids), so nobody claims them.
-    pub(super) async fn touch(&self, ours: &[Bytes]) -> redis::RedisResult<()> {
-        let ids: Vec<&str> = ours.iter().filter_map(|k| std::str::from_utf8(k).ok()).collect();
-        let c = &self.common;
-        let mut conn = c.conn.clone();
-        for chunk in ids.chunks(1000) {
-            let mut cmd = redis::cmd("XCLAIM");
-            cmd.arg(&c.keys.queue).arg(&*self.group).arg(&*c.consumer).arg(0).arg(chunk).arg("JUSTID");
-            let _: Value = cmd.query_async(&mut conn).await?;
-        }
-        Ok(())
     }
 
     /// Claims up to `capacity` entries that other consumers left idle longer

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_paste;
+pub mod front;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -243,6 +244,16 @@ impl Daemon {
         kill(&mut self.child, libc::SIGTERM);
     }
 
+    /// SIGSTOP: the process stalls (as `docker pause` or a frozen VM would).
+    pub fn pause(&mut self) {
+        kill(&mut self.child, libc::SIGSTOP);
+    }
+
+    /// SIGCONT: the stalled process runs on.
+    pub fn resume(&mut self) {
+        kill(&mut self.child, libc::SIGCONT);
+    }
+
     pub fn kill9(&mut self) {
         kill(&mut self.child, libc::SIGKILL);
         self.child.wait().unwrap();
@@ -306,6 +317,12 @@ pub fn hits_in_list(
 /// one per field (or list item) of the layouts of older versions. Counted by a
 /// script, with Redis's own MessagePack decoder.
 pub fn tasks_in_processing(conn: &mut redis::Connection, queue: &str) -> usize {
+    let keys: Vec<String> = redis::Commands::keys(conn, format!("{queue}:processing:*")).unwrap();
+    tasks_in_processing_of(conn, &keys)
+}
+
+/// Tasks held in these processing hashes (see [`tasks_in_processing`]).
+fn tasks_in_processing_of(conn: &mut redis::Connection, keys: &[String]) -> usize {
     const COUNT: &str = r"
 local n = 0
 for _, key in ipairs(KEYS) do
@@ -326,8 +343,12 @@ for _, key in ipairs(KEYS) do
   end
 end
 return n";
-    let keys: Vec<String> = redis::Commands::keys(conn, format!("{queue}:processing:*")).unwrap();
-    redis::cmd("EVAL").arg(COUNT).arg(keys.len()).arg(&keys).query(conn).unwrap()
+    redis::cmd("EVAL").arg(COUNT).arg(keys.len()).arg(keys).query(conn).unwrap()
+}
+
+/// Tasks held in the list-mode processing hash of one consumer.
+pub fn tasks_held_by(conn: &mut redis::Connection, queue: &str, consumer: &str) -> usize {
+    tasks_in_processing_of(conn, &[format!("{queue}:processing:{consumer}")])
 }
 
 /// Runs a subcommand to completion; returns (status, stdout, stderr).
@@ -408,6 +429,28 @@ pub fn set_key(config: &Path, section: &str, key_value: &str) {
     std::fs::write(config, text).unwrap();
 }
 
+/// A copy of `config` for replica `n`: its own results file and HTTP port.
+pub fn replica_config(dir: &Path, config: &Path, n: usize) -> (PathBuf, PathBuf) {
+    let results = dir.join(format!("results-{n}.jsonl"));
+    let text = std::fs::read_to_string(config).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("path = ") {
+                format!("path = \"{}\"", results.display())
+            } else if l.starts_with("listen = ") {
+                format!("listen = \"127.0.0.1:{}\"", free_port())
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = dir.join(format!("config-{n}.toml"));
+    std::fs::write(&path, text).unwrap();
+    (path, results)
+}
+
 /// The base URL of the daemon's HTTP endpoints, from its config file.
 pub fn http_base(config: &Path) -> String {
     let text = std::fs::read_to_string(config).unwrap();
@@ -449,7 +492,12 @@ pub fn readyz(config: &Path) -> (u16, serde_json::Value) {
 /// The complete lines of the results file. A line still being appended (no
 /// newline yet) is not a result yet; any complete line must parse.
 pub fn results(dir: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(dir.join("results.jsonl")).unwrap_or_default();
+    lines_of(&dir.join("results.jsonl"))
+}
+
+/// The complete lines of the results file at `path` (see [`results`]).
+pub fn lines_of(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
     let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
     complete
         .lines()
