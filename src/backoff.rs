@@ -1,9 +1,13 @@
-//! Capped exponential backoff with full jitter.
+//! Capped exponential backoff with jitter.
 //!
-//! The delay before retry `n` (counting from 0) is drawn uniformly from
-//! `[0, min(max, base * 2^n)]`: "full jitter", so that many clients that failed
-//! together do not retry together. Each actor keeps one [`Backoff`] per
-//! dependency and resets it on the first success.
+//! The ceiling before retry `n` (counting from 0) is `min(max, base * 2^n)`.
+//! A dependency's [`Backoff`] draws the delay uniformly from the upper half
+//! of it ("equal jitter"): spread enough that many clients that failed
+//! together do not retry together, and never near zero, so that once the cap
+//! is reached a failing dependency sees a try every `0.75 * max` on
+//! average. A task's own retries use [`full_jitter`] (`[0, ceiling]`). Each
+//! actor keeps one [`Backoff`] per dependency and resets it when real work
+//! succeeds (never on a connect alone).
 
 use std::time::Duration;
 
@@ -29,7 +33,7 @@ impl Backoff {
     /// As [`Backoff::next_delay`], with another cap for this failure (a
     /// misconfiguration waits longer than an outage).
     pub fn next_delay_capped(&mut self, cap: Duration) -> Duration {
-        let delay = full_jitter(self.base, cap, self.failures);
+        let delay = equal_jitter(self.base, cap, self.failures);
         self.failures = self.failures.saturating_add(1);
         delay
     }
@@ -47,6 +51,12 @@ impl Backoff {
 /// The delay after `failures` earlier failures: uniform in `[0, ceiling]`.
 pub fn full_jitter(base: Duration, max: Duration, failures: u32) -> Duration {
     rand::rng().random_range(Duration::ZERO..=ceiling(base, max, failures))
+}
+
+/// The delay after `failures` earlier failures: uniform in `[ceiling / 2, ceiling]`.
+pub fn equal_jitter(base: Duration, max: Duration, failures: u32) -> Duration {
+    let top = ceiling(base, max, failures);
+    rand::rng().random_range(top / 2..=top)
 }
 
 /// The upper bound of the jittered delay after `failures` failures.
@@ -73,7 +83,8 @@ mod tests {
         let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(80));
         for n in 0..20 {
             let d = b.next_delay();
-            assert!(d <= ceiling(Duration::from_millis(10), Duration::from_millis(80), n), "{d:?}");
+            let top = ceiling(Duration::from_millis(10), Duration::from_millis(80), n);
+            assert!(d <= top && d >= top / 2, "{d:?} after {n}");
         }
         assert_eq!(b.failures(), 20);
         b.reset();

@@ -11,14 +11,16 @@
 //!
 //! **Failure.** A ClickHouse error (down, timeout, missing table) leaves the
 //! batch at the head of the pending tasks and stops the actor; its
-//! `Supervisor` restarts it and `started()` reconnects after a full-jitter
-//! backoff whose cap depends on the failure
-//! ([`crate::failure::classify_clickhouse`]). Nothing is dead-lettered because
+//! `Supervisor` restarts it and `started()` reconnects after a backoff whose
+//! cap depends on the failure ([`crate::failure::classify_clickhouse`]) and
+//! which only an answered lookup resets: a server that accepts connections
+//! and the connect-time queries but fails every lookup still sees the
+//! backoff grow to its cap. Nothing is dead-lettered because
 //! ClickHouse failed: the tasks wait, and the QueueReader pauses intake while
 //! ClickHouse is marked failing.
 //!
 //! **A restart resets** the ClickHouse client and the flags of the cancelled
-//! query. The pending tasks stay in the struct.
+//! query. The pending tasks, the backoff and the log limiter stay.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use slog::{error, info, warn, Logger};
+use slog::{debug, error, info, warn, Logger};
 
 use super::publisher::PublisherActor;
 use super::queue_reader::QueueReader;
@@ -95,11 +97,16 @@ impl LookupActor {
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok((db, plan)) => {
-                info!(act.log, "connected to ClickHouse"; "version" => &db.version, "ipv4_column" => ?plan.column,
+                // While a failure streak lasts, a connect is no news.
+                let kv = slog::o!("version" => db.version.clone(), "ipv4_column" => format!("{:?}", plan.column),
                     "table" => db.table_ref(), "prewhere" => plan.prewhere, "block_cache" => plan.block_cache);
+                if act.backoff.failures() == 0 {
+                    info!(act.log.new(kv), "connected to ClickHouse");
+                } else {
+                    debug!(act.log.new(kv), "connected to ClickHouse");
+                }
                 act.db = Some(Rc::new(KeyLookup::new(&act.settings.clickhouse, &db.table_ref(), plan)));
-                act.backoff.reset();
-                act.log_limit.reset();
+                // Ready again: intake waits for this, and a lookup needs intake.
                 act.metrics.up(Dependency::ClickHouse);
                 act.maybe_query(ctx);
             }
@@ -179,6 +186,12 @@ impl LookupActor {
             act.querying = false;
             match res {
                 Ok(found) => {
+                    if act.backoff.failures() > 0 {
+                        info!(act.log, "ClickHouse answers lookups again");
+                    }
+                    act.backoff.reset();
+                    act.log_limit.reset();
+                    act.metrics.up(Dependency::ClickHouse);
                     act.metrics.lookup_seconds.observe_duration(started.elapsed());
                     act.metrics.lookup_batch_size.observe(devices as f64);
                     act.metrics.lookup_batches.fetch_add(1, Ordering::Relaxed);

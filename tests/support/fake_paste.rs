@@ -19,6 +19,8 @@ pub enum Answer {
     Hang(Duration),
     /// Wait, then create.
     Slow(Duration),
+    /// Read the request, then reset the connection (RST, no answer).
+    Reset,
     /// Anything: status, extra headers, body; `created` counts it as a paste.
     Raw { status: u16, headers: Vec<(String, String)>, body: String, created: bool },
 }
@@ -162,6 +164,21 @@ fn serve(mut conn: TcpStream, decide: &Mutex<Decide>, requests: &Mutex<Vec<Reque
                 return;
             }
             Answer::Reply { status, body, retry_after } => (status, body, retry_after),
+            Answer::Reset => {
+                // SO_LINGER 0: close sends RST instead of FIN.
+                let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+                // SAFETY: a plain setsockopt on a socket this function owns.
+                unsafe {
+                    libc::setsockopt(
+                        std::os::fd::AsRawFd::as_raw_fd(&conn),
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&linger as *const libc::linger).cast(),
+                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                    );
+                }
+                return;
+            }
         };
         let text = if text.is_empty() && status == 200 && !requests.lock().unwrap()[n].created {
             requests.lock().unwrap()[n].created = true;
