@@ -14,7 +14,8 @@
 #   one run to the next, and one run of each is a draw, not a measurement.
 #   5. Latency at 1000 tasks/s offered: enqueue-to-line p50/p99.
 #   6. A rate limit of 50/s for 30 s, measured at the sink.
-# Usage: bash benches/pipeline.sh        (ROWS, TASKS, BASELINE_TASKS, RUNS override)
+# Usage: bash benches/pipeline.sh        (ROWS, TASKS, BASELINE_TASKS, RUNS override;
+#        COMPARE=/path/to/other/device-lookup adds paired drains of that build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -135,14 +136,15 @@ ceilings() {
         BENCH_SINK_URL="http://127.0.0.1:$SINK_PORT/api/api_post.php" BENCH_TASKS=$TASKS \
         cargo bench --locked --quiet --bench stages 2>/dev/null | grep '^{' >>"$WORK/stages.jsonl"
 }
-# (The loop's body is not indented: it holds heredocs.)
-for run in $(seq "$RUNS"); do
-ceilings
+# drain BINARY STAGE: a binary draining TASKS queued tasks (new ids), from a
+# fresh Redis; one JSON line to stages.jsonl under STAGE.
+# (The function's body is not indented: it holds heredocs.)
+drain() {
 fresh_redis
-"$BIN" --config "$CFG" enqueue --count "$TASKS" --seed 3 --id-prefix "run$run-" 2>/dev/null
+"$1" --config "$CFG" enqueue --count "$TASKS" --seed 3 --id-prefix "run$run-$2-" 2>/dev/null
 BEFORE=$(servers_ticks)
 t0=$(date +%s.%N)
-"$BIN" --config "$CFG" run >"$WORK/daemon.log" 2>&1 &
+"$1" --config "$CFG" run >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
 pids+=($DAEMON)
 # One process polling over one connection: starting redis-cli three times a
@@ -162,9 +164,10 @@ TICKS=$(awk '{print $14 + $15}' "/proc/$DAEMON/stat")
 AFTER=$(servers_ticks)
 curl -s "http://$METRICS/metrics" >"$WORK/metrics.txt"
 kill -TERM $DAEMON && wait $DAEMON || true
-python3 - "$WORK" "$t0" "$t1" "$RSS_KB" "$TICKS" "$(getconf CLK_TCK)" "$TASKS" "$BEFORE" "$AFTER" <<'PY' >>"$WORK/stages.jsonl"
+python3 - "$WORK" "$t0" "$t1" "$RSS_KB" "$TICKS" "$(getconf CLK_TCK)" "$TASKS" "$BEFORE" "$AFTER" "$2" <<'PY' >>"$WORK/stages.jsonl"
 import json, sys
 work, t0, t1, rss, ticks, hz, tasks = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+stage = sys.argv[10]
 before, after = [int(x) for x in sys.argv[8].split()], [int(x) for x in sys.argv[9].split()]
 servers = {name: round((a - b) / hz / tasks * 1000, 4) for name, b, a in zip(("clickhouse", "redis", "nginx"), before, after)}
 buckets = []
@@ -175,11 +178,24 @@ for line in open(f"{work}/metrics.txt"):
 total = buckets[-1][1]
 q = lambda p: next(b for b, n in buckets if n >= p * total)
 secs = t1 - t0
-print(json.dumps({"stage": "device-lookup", "items": tasks, "seconds": round(secs, 3), "per_sec": round(tasks / secs),
+print(json.dumps({"stage": stage, "items": tasks, "seconds": round(secs, 3), "per_sec": round(tasks / secs),
                   "peak_rss_mb": round(rss / 1024, 1), "cpu_s_per_1000": round(ticks / hz / tasks * 1000, 4),
                   "server_cpu_s_per_1000": servers,
                   "in_daemon_p50_le_s": q(0.5), "in_daemon_p99_le_s": q(0.99)}))
 PY
+}
+# With COMPARE=<another build of device-lookup>, each round drains with it
+# too (stage device-lookup-compare), the order alternating from round to
+# round: paired drains, old and new binary side by side in the same phase.
+for run in $(seq "$RUNS"); do
+ceilings
+if [ -n "${COMPARE:-}" ] && [ $((run % 2)) = 0 ]; then
+    drain "$COMPARE" device-lookup-compare
+    drain "$BIN" device-lookup
+else
+    drain "$BIN" device-lookup
+    [ -z "${COMPARE:-}" ] || drain "$COMPARE" device-lookup-compare
+fi
 ceilings
 done
 
@@ -259,4 +275,9 @@ cpu = d["cpu_s_per_1000"] + sum(d["server_cpu_s_per_1000"].values())
 cores = os.cpu_count()
 bound = cores / cpu * 1000
 print(f"CPU per 1000 tasks, all processes: {cpu:.4f} s -> at most {bound:.0f} tasks/s on {cores} cores; reached {ours / bound * 100:.0f}%")
+if "device-lookup-compare" in runs:
+    pairs = [n["per_sec"] / o["per_sec"] for n, o in zip(runs["device-lookup"], runs["device-lookup-compare"])]
+    other = rows["device-lookup-compare"]["per_sec"]
+    print(f"paired with COMPARE: this build {ours}/s, the other {other}/s (medians); "
+          "this/other each round: " + ", ".join(f"{x:.3f}" for x in pairs))
 PY
