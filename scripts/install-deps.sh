@@ -18,3 +18,24 @@ if [ ${#missing[@]} -gt 0 ]; then
     # policy-rc.d in containers refuses to start services; we never want them started.
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Real third-party paste servers for tests/third_party.rs, pinned, installed
+# once under $DEVICE_LOOKUP_TOOLS (kept with the machine; a new version gets
+# a directory of its own): rustypaste (crates.io, built from source, a few
+# minutes the first time) and pinnwand (PyPI, in a virtual environment).
+TOOLS=${DEVICE_LOOKUP_TOOLS:-/opt/device-lookup-test-tools}
+RUSTYPASTE_VERSION=0.18.1
+PINNWAND_VERSION=1.5.0
+mkdir -p "$TOOLS"
+if [ ! -x "$TOOLS/rustypaste-$RUSTYPASTE_VERSION/bin/rustypaste" ]; then
+    echo "installing rustypaste $RUSTYPASTE_VERSION (cargo install)" >&2
+    cargo install --locked --quiet --root "$TOOLS/rustypaste-$RUSTYPASTE_VERSION" "rustypaste@$RUSTYPASTE_VERSION"
+fi
+ln -sfn "rustypaste-$RUSTYPASTE_VERSION" "$TOOLS/rustypaste"
+if ! "$TOOLS/pinnwand-$PINNWAND_VERSION/bin/python" -c 'import pinnwand' 2>/dev/null; then
+    echo "installing pinnwand $PINNWAND_VERSION (pip)" >&2
+    rm -rf "$TOOLS/pinnwand-$PINNWAND_VERSION"
+    python3 -m venv "$TOOLS/pinnwand-$PINNWAND_VERSION"
+    "$TOOLS/pinnwand-$PINNWAND_VERSION/bin/pip" install --quiet --disable-pip-version-check "pinnwand==$PINNWAND_VERSION"
+fi
+ln -sfn "pinnwand-$PINNWAND_VERSION" "$TOOLS/pinnwand"

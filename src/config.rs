@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::template::{BodyTemplate, UrlTemplate};
+
 /// Prefix of environment overrides; sections and keys are separated by `__`.
 pub const ENV_PREFIX: &str = "DEVICE_LOOKUP__";
 
@@ -158,6 +160,10 @@ struct RawPublisher {
     paste_expire_date: String,
     field: String,
     url_pointer: String,
+    url_from: String,
+    url_template: String,
+    body: String,
+    headers: BTreeMap<String, String>,
     max_attempts: u64,
     concurrency: u64,
     timeout: String,
@@ -180,6 +186,10 @@ impl Default for RawPublisher {
             paste_expire_date: "1M".into(),
             field: "file".into(),
             url_pointer: String::new(),
+            url_from: "location".into(),
+            url_template: String::new(),
+            body: String::new(),
+            headers: BTreeMap::new(),
             max_attempts: 8,
             concurrency: 32,
             timeout: "10s".into(),
@@ -337,6 +347,14 @@ pub struct PublisherSettings {
     pub paste_expire_date: String,
     pub field: String,
     pub url_pointer: String,
+    /// Webhook: the JSON Pointer's field is looked at before `Location`.
+    pub pointer_first: bool,
+    /// Upload and webhook: the URL made from what the answer gave.
+    pub url_template: Option<UrlTemplate>,
+    /// Webhook: the request body; `None` sends the document itself.
+    pub body: Option<BodyTemplate>,
+    /// Extra request headers (every kind); their values are secrets.
+    pub headers: Vec<(String, Secret)>,
     pub max_attempts: u32,
     pub concurrency: usize,
     pub timeout: Duration,
@@ -459,6 +477,21 @@ fn apply_override(table: &mut toml::Table, defaults: &toml::Table, var: &str, va
         Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
             value.trim().parse().map_err(|_| err(format!("expected true or false, got {value:?}")))?,
         ),
+        // Any header: `_` in the variable's name stands for `-` (`X_API_KEY`
+        // sets `x-api-key`), since a variable's name cannot have a `-`.
+        None if path.len() == 3 && path[0] == "publisher" && path[1] == "headers" => {
+            let name = path[2].replace('_', "-");
+            let headers = table
+                .entry("publisher")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .and_then(|p| {
+                    p.entry("headers").or_insert_with(|| toml::Value::Table(toml::Table::new())).as_table_mut()
+                })
+                .ok_or_else(|| err("publisher.headers is not a table".into()))?;
+            headers.insert(name, toml::Value::String(value.to_owned()));
+            return Ok(());
+        }
         None if !OPTIONAL_KEYS.contains(&path.join(".").as_str()) => {
             return Err(err(format!("there is no key `{}`", path.join("."))))
         }
@@ -557,6 +590,42 @@ impl RawConfig {
             return Err(invalid("publisher.url_pointer", "a JSON Pointer starts with '/', such as \"/url\""));
         }
         non_empty("publisher.field", &p.field)?;
+        let pointer_first = match p.url_from.as_str() {
+            "location" => false,
+            "pointer" if !p.url_pointer.is_empty() => true,
+            "pointer" => return Err(invalid("publisher.url_from", "\"pointer\" needs publisher.url_pointer")),
+            other => {
+                return Err(invalid(
+                    "publisher.url_from",
+                    format!("expected \"location\" or \"pointer\", got {other:?}"),
+                ))
+            }
+        };
+        let url_template = match (p.url_template.as_str(), kind) {
+            ("", _) => None,
+            (_, PublisherKind::Pastebin) => {
+                return Err(invalid("publisher.url_template", "applies to kind = \"upload\" or \"webhook\""))
+            }
+            (text, _) => Some(UrlTemplate::parse(text).map_err(|e| invalid("publisher.url_template", e.0))?),
+        };
+        let body = match (p.body.as_str(), kind) {
+            ("", _) => None,
+            (text, PublisherKind::Webhook) => {
+                Some(BodyTemplate::parse(text).map_err(|e| invalid("publisher.body", e.0))?)
+            }
+            _ => return Err(invalid("publisher.body", "applies to kind = \"webhook\"")),
+        };
+        let mut headers = Vec::new();
+        for (name, value) in p.headers {
+            let key = format!("publisher.headers.{name}");
+            if awc::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(&key, "not a valid HTTP header name"));
+            }
+            if awc::http::header::HeaderValue::from_str(&value).is_err() {
+                return Err(invalid(&key, "not a valid HTTP header value (visible ASCII)"));
+            }
+            headers.push((name, Secret::new(value)));
+        }
         let rate_limit = match p.rate_limit {
             None => None,
             Some(rl) => {
@@ -584,6 +653,10 @@ impl RawConfig {
             paste_expire_date: p.paste_expire_date,
             field: p.field,
             url_pointer: p.url_pointer,
+            pointer_first,
+            url_template,
+            body,
+            headers,
             max_attempts: range("publisher.max_attempts", p.max_attempts, 1, 1000)? as u32,
             concurrency: range("publisher.concurrency", p.concurrency, 1, 1024)?,
             timeout: duration_at_least("publisher.timeout", &p.timeout, Duration::from_millis(10))?,
@@ -756,6 +829,54 @@ mod tests {
 
     fn problem(text: &str, env: &[(&str, &str)]) -> String {
         load(text, env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn shaped_webhooks() {
+        let text = r#"
+[publisher]
+kind = "webhook"
+url = "https://paste.example/api/v1/paste"
+body = '{"expiry": "1day", "files": [{"lexer": "json", "content": {{document}}}]}'
+url_pointer = "/key"
+url_template = "https://paste.example/{value}"
+[publisher.headers]
+"X-Client" = "device-lookup"
+"#;
+        let env = [
+            ("DEVICE_LOOKUP__PUBLISHER__HEADERS__AUTHORIZATION", "Bearer s3cret"),
+            ("DEVICE_LOOKUP__PUBLISHER__HEADERS__X_API_KEY", "k3y"),
+        ];
+        let s = load(text, &env).unwrap();
+        let p = &s.publisher;
+        let names: Vec<&str> = p.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["X-Client", "authorization", "x-api-key"]);
+        assert_eq!(p.headers[1].1.expose(), "Bearer s3cret");
+        assert_eq!(p.url_template.as_ref().unwrap().expand("abc"), "https://paste.example/abc");
+        assert!(p.body.is_some() && !p.pointer_first);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("s3cret") && !debug.contains("k3y"), "header values are secrets: {debug}");
+
+        // (config, the key the error names, a word of the reason)
+        let table = [
+            (
+                "[publisher]\nkind = \"webhook\"\nbody = '{\"content\": {{document}}'",
+                "publisher.body",
+                "not valid JSON",
+            ),
+            ("[publisher]\nkind = \"webhook\"\nbody = '{\"c\": {{doc}}}'", "publisher.body", "unknown placeholder"),
+            ("[publisher]\nkind = \"upload\"\nbody = '{}'", "publisher.body", "webhook"),
+            ("[publisher]\nkind = \"webhook\"\nurl_template = \"https://p/\"", "publisher.url_template", "{value}"),
+            ("[publisher]\nurl_template = \"https://p/{value}\"", "publisher.url_template", "upload"),
+            ("[publisher]\nkind = \"webhook\"\nurl_from = \"pointer\"", "publisher.url_from", "url_pointer"),
+            ("[publisher]\nurl_from = \"header\"", "publisher.url_from", "expected"),
+            ("[publisher.headers]\n\"bad name\" = \"x\"", "publisher.headers.bad name", "header name"),
+            ("[publisher.headers]\nx = \"line\\nbreak\"", "publisher.headers.x", "header value"),
+        ];
+        for (text, key, word) in table {
+            let msg = problem(text, &[]);
+            assert!(msg.contains(key) && msg.contains(word), "{text}: {msg}");
+        }
     }
 
     #[test]

@@ -28,3 +28,4 @@ pub mod paste_server;
 pub mod queue;
 pub mod results;
 pub mod task;
+pub mod template;

@@ -121,15 +121,33 @@ pub fn classify_redirect(webhook: bool, status: u16, location: Option<&str>) -> 
 }
 
 /// The URL in a webhook's answer: the `Location` header, else the field the
-/// JSON Pointer names in a JSON body, else the trimmed body.
-pub fn webhook_url(location: Option<&str>, pointer: &str, body: &[u8]) -> Option<String> {
+/// JSON Pointer names in a JSON body, else the trimmed body. With
+/// `pointer_first` (`publisher.url_from = "pointer"`) the pointer's field
+/// comes before `Location` (GitHub's `Location` is the API's URL, the page is
+/// in `html_url`).
+pub fn webhook_url(location: Option<&str>, pointer: &str, pointer_first: bool, body: &[u8]) -> Option<String> {
+    let from_pointer = || {
+        if pointer.is_empty() {
+            return None;
+        }
+        let v = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+        match v.pointer(pointer)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            // A numeric key, for a URL template.
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    if pointer_first {
+        if let Some(u) = from_pointer() {
+            return Some(u);
+        }
+    }
     if let Some(l) = location {
         return Some(l.trim().to_owned());
     }
-    if !pointer.is_empty() {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-            return v.pointer(pointer).and_then(|u| u.as_str()).map(str::to_owned);
-        }
+    if !pointer.is_empty() && serde_json::from_slice::<serde_json::Value>(body).is_ok() {
+        return from_pointer();
     }
     std::str::from_utf8(body).ok().map(|s| s.trim().to_owned())
 }
@@ -307,11 +325,23 @@ mod tests {
 
     #[test]
     fn webhook_urls() {
-        let body = br#"{"data":{"url":"https://h/x"},"url":"https://h/top"}"#;
-        assert_eq!(webhook_url(Some(" https://loc/1 "), "/url", body).as_deref(), Some("https://loc/1"));
-        assert_eq!(webhook_url(None, "/data/url", body).as_deref(), Some("https://h/x"));
-        assert_eq!(webhook_url(None, "/missing", body), None);
-        assert_eq!(webhook_url(None, "", b" https://h/plain\n").as_deref(), Some("https://h/plain"));
+        let body = br#"{"data":{"url":"https://h/x"},"url":"https://h/top","key":"abc","n":42}"#;
+        // (Location, pointer, pointer first, body) -> what the answer gives
+        type Row<'a> = (Option<&'a str>, &'a str, bool, &'a [u8], Option<&'a str>);
+        let table: &[Row] = &[
+            (Some(" https://loc/1 "), "/url", false, body, Some("https://loc/1")),
+            (Some("https://api/gists/1"), "/url", true, body, Some("https://h/top")),
+            (Some("https://loc/1"), "/missing", true, body, Some("https://loc/1")),
+            (None, "/data/url", false, body, Some("https://h/x")),
+            (None, "/key", false, body, Some("abc")),
+            (None, "/n", false, body, Some("42")),
+            (None, "/missing", false, body, None),
+            (None, "/url", false, b" https://h/not-json\n", Some("https://h/not-json")),
+            (None, "", false, b" https://h/plain\n", Some("https://h/plain")),
+        ];
+        for (location, pointer, first, body, want) in table {
+            assert_eq!(webhook_url(*location, pointer, *first, body).as_deref(), *want, "{location:?} {pointer}");
+        }
     }
 
     #[test]

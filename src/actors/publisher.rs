@@ -253,11 +253,15 @@ impl PublisherActor {
                     multipart::one_file(&p.field, &filename, "application/json", document.as_bytes());
                 request.extra_header(("content-type", content_type)).send_body(body)
             }
-            PublisherKind::Webhook => request.send_body(document),
+            PublisherKind::Webhook => match &p.body {
+                Some(template) => request.send_body(template.expand(&document, &job.found.task.id)),
+                None => request.send_body(document),
+            },
         };
         self.active.insert(id, job);
         self.metrics.publish_attempts.fetch_add(1, Ordering::Relaxed);
-        let (kind, pointer, timeout) = (p.kind, p.url_pointer.clone(), p.timeout);
+        let (kind, pointer, pointer_first, timeout) = (p.kind, p.url_pointer.clone(), p.pointer_first, p.timeout);
+        let url_template = p.url_template.clone();
         let attempt = async move {
             let mut resp = match sent.await {
                 Ok(r) => r,
@@ -276,12 +280,17 @@ impl PublisherActor {
             }
             match kind {
                 PublisherKind::Pastebin => classify_pastebin(status, retry_after, &body),
-                PublisherKind::Upload => {
-                    let url = std::str::from_utf8(&body).ok().map(str::trim);
-                    classify_http(status, retry_after, url, &body)
-                }
-                PublisherKind::Webhook => {
-                    let url = webhook_url(location.as_deref(), &pointer, &body);
+                PublisherKind::Upload | PublisherKind::Webhook => {
+                    let value = match kind {
+                        PublisherKind::Webhook => webhook_url(location.as_deref(), &pointer, pointer_first, &body),
+                        _ => std::str::from_utf8(&body).ok().map(|s| s.trim().to_owned()),
+                    };
+                    let url = match (&url_template, value) {
+                        (Some(t), Some(v)) if (200..300).contains(&status) && !v.trim().is_empty() => {
+                            Some(t.expand(&v))
+                        }
+                        (_, value) => value,
+                    };
                     classify_http(status, retry_after, url.as_deref(), &body)
                 }
             }
@@ -415,12 +424,16 @@ pub fn post_request(p: &PublisherSettings, uri: awc::http::Uri) -> awc::FrozenCl
     // No client timeout: the one around each whole attempt covers it.
     let client = awc::Client::builder().connector(connector).disable_timeout().disable_redirects().finish();
     let request = client.post(uri);
-    let request = match p.kind {
+    let mut request = match p.kind {
         PublisherKind::Pastebin => request.insert_header(("content-type", "application/x-www-form-urlencoded")),
         PublisherKind::Webhook => request.insert_header(("content-type", "application/json")),
         // The multipart boundary differs per request: added as each is sent.
         PublisherKind::Upload => request,
     };
+    // Validated as a header name and value with these same types.
+    for (name, value) in &p.headers {
+        request = request.insert_header((name.as_str(), value.expose()));
+    }
     request.freeze().expect("publisher.url is validated with the client's own parser")
 }
 

@@ -6,6 +6,7 @@
 
 pub mod fake_paste;
 pub mod front;
+pub mod third_party;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
