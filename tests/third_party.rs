@@ -86,6 +86,15 @@ impl World {
     }
 }
 
+/// pinnwand with `create_per_second` pastes a second, and a world publishing
+/// to its API with `body` (a TOML string) and more publisher keys.
+fn pinnwand_world(dir: &std::path::Path, create_per_second: u32, body: &str, more: &str) -> (Server, World) {
+    let pw = third_party::pinnwand(dir, create_per_second);
+    let publisher = format!("kind = \"webhook\"\nbody = {body}\nurl_pointer = \"/link\"\n{more}");
+    let w = World::new(&format!("{}/api/v1/paste", pw.base), &publisher);
+    (pw, w)
+}
+
 fn pinnwand_raw(server: &Server) -> impl Fn(&str) -> String + '_ {
     move |link: &str| format!("{}/raw/{}", server.base, link.rsplit('/').next().unwrap())
 }
@@ -113,9 +122,7 @@ fn rustypaste_with_the_upload_sink() {
 #[test]
 fn pinnwand_with_a_shaped_webhook() {
     let dir = tempfile::tempdir().unwrap();
-    let pw = third_party::pinnwand(dir.path(), 100_000);
-    let publisher = format!("kind = \"webhook\"\nbody = {PINNWAND_BODY}\nurl_pointer = \"/link\"\nconcurrency = 4");
-    let w = World::new(&format!("{}/api/v1/paste", pw.base), &publisher);
+    let (pw, w) = pinnwand_world(dir.path(), 100_000, PINNWAND_BODY, "concurrency = 4");
     let hits = w.enqueue_hits(200);
     w.drain(hits.len(), 0);
     w.check_lines(&hits, pinnwand_raw(&pw));
@@ -127,12 +134,8 @@ fn pinnwand_with_a_shaped_webhook() {
 #[test]
 fn pinnwand_refusing_the_body() {
     let dir = tempfile::tempdir().unwrap();
-    let pw = third_party::pinnwand(dir.path(), 100_000);
     let body = r#"'{"expiry": "1day", "files": [{"lexer": "no-such-lexer", "content": {{document}}}]}'"#;
-    let w = World::new(
-        &format!("{}/api/v1/paste", pw.base),
-        &format!("kind = \"webhook\"\nbody = {body}\nurl_pointer = \"/link\"\nmax_attempts = 2"),
-    );
+    let (_pw, w) = pinnwand_world(dir.path(), 100_000, body, "max_attempts = 2");
     let hits = w.enqueue_hits(10);
     w.drain(0, hits.len());
     assert!(results(w.dir.path()).is_empty());
@@ -148,9 +151,7 @@ fn pinnwand_refusing_the_body() {
 #[test]
 fn pinnwand_rate_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let pw = third_party::pinnwand(dir.path(), 10);
-    let publisher = format!("kind = \"webhook\"\nbody = {PINNWAND_BODY}\nurl_pointer = \"/link\"\nconcurrency = 8");
-    let w = World::new(&format!("{}/api/v1/paste", pw.base), &publisher);
+    let (pw, w) = pinnwand_world(dir.path(), 10, PINNWAND_BODY, "concurrency = 8");
     let hits = w.enqueue_hits(60);
     let log = w.drain(hits.len(), 0);
     w.check_lines(&hits, pinnwand_raw(&pw));

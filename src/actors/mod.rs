@@ -19,6 +19,9 @@ pub mod result_writer;
 use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, Handler, Message};
 
+use crate::messages::{Fence, FencePurpose, Fenced, Job};
+use queue_reader::QueueReader;
+
 /// Sends `msg` to `to`, awaiting the mailbox, in a task that outlives the
 /// calling actor's context. A closed mailbox means the receiver died of a
 /// panic, and the panic hook is already ending the process; the tasks stay in
@@ -35,6 +38,23 @@ where
         if let Err(e) = to.send(msg).await {
             slog_scope::error!("hand-off failed, tasks stay in Redis"; "error" => %e);
         }
+    });
+}
+
+/// Asks the QueueReader whether `jobs` are still ours, in a task of its own:
+/// the answer, which the QueueReader has already acted on, then reaches `me`
+/// as [`Fenced`] whatever happens to the asking actor's context meanwhile.
+/// No answer (the QueueReader is gone: the process is ending) comes as an
+/// empty one.
+pub fn ask_fence<A>(queue_reader: &Addr<QueueReader>, purpose: FencePurpose, jobs: Vec<Job>, me: Addr<A>)
+where
+    A: Actor + Handler<Fenced>,
+    A::Context: ToEnvelope<A, Fenced>,
+{
+    let queue_reader = queue_reader.clone();
+    actix_rt::spawn(async move {
+        let answers = queue_reader.send(Fence { purpose, jobs }).await.unwrap_or_default();
+        me.do_send(Fenced(answers));
     });
 }
 

@@ -47,13 +47,11 @@ use slog::{error, info, warn, Logger};
 
 use super::queue_reader::QueueReader;
 use super::result_writer::ResultWriter;
-use super::{forward, LogLimiter};
+use super::{ask_fence, forward, LogLimiter};
 use crate::backoff::{full_jitter, Backoff};
 use crate::config::{PublisherKind, PublisherSettings, RateLimit, Settings};
 use crate::lease::{Act, LeaseClock};
-use crate::messages::{
-    Fence, FenceAnswer, FencePurpose, Found, Job as TaskJob, Outcome, Publish, Published, Record, Settle, Settled,
-};
+use crate::messages::{FenceAnswer, FencePurpose, Fenced, Found, Outcome, Publish, Published, Record, Settle, Settled};
 use crate::metrics::{Dependency, Metrics};
 use crate::multipart;
 use crate::paste::{
@@ -216,16 +214,9 @@ impl PublisherActor {
             return;
         }
         let batch = std::mem::take(&mut self.to_fence);
-        let jobs =
-            batch.iter().map(|j| TaskJob { delivery: j.found.delivery.clone(), task: j.found.task.clone() }).collect();
+        let jobs = batch.iter().map(|j| j.found.job()).collect();
         self.fencing = Some(batch);
-        // Awaited in a task of its own: a restart of this actor meanwhile
-        // must not lose the answer, which the QueueReader has acted on.
-        let (queue_reader, me) = (self.queue_reader.clone(), ctx.address());
-        actix_rt::spawn(async move {
-            let answers = queue_reader.send(Fence { purpose: FencePurpose::Publish, jobs }).await.unwrap_or_default();
-            me.do_send(Fenced(answers));
-        });
+        ask_fence(&self.queue_reader, FencePurpose::Publish, jobs, ctx.address());
     }
 
     fn wake_at(&mut self, ctx: &mut Context<Self>, at: Instant) {
@@ -465,11 +456,6 @@ impl Supervised for PublisherActor {
         }
     }
 }
-
-/// The QueueReader's answer to the fence of the jobs in `fencing`.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Fenced(Vec<FenceAnswer>);
 
 impl Handler<Fenced> for PublisherActor {
     type Result = ();

@@ -39,11 +39,11 @@ use slog::{error, info, warn, Logger};
 use tokio::sync::oneshot;
 
 use super::queue_reader::QueueReader;
-use super::{forward, LogLimiter};
+use super::{ask_fence, forward, LogLimiter};
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::failure::{classify_disk, Failure};
-use crate::messages::{Fence, FenceAnswer, FencePurpose, Job, Outcome, Published, Record, Recovered, Settle, Settled};
+use crate::messages::{FenceAnswer, FencePurpose, Fenced, Outcome, Published, Record, Recovered, Settle, Settled};
 use crate::metrics::{Dependency, Metrics};
 use crate::results::{write_checkpoint, Line, ResultsFile};
 
@@ -186,16 +186,9 @@ impl ResultWriter {
         }
         self.writing = true;
         let batch = std::mem::take(&mut self.buffer);
-        let jobs =
-            batch.iter().map(|p| Job { delivery: p.found.delivery.clone(), task: p.found.task.clone() }).collect();
+        let jobs = batch.iter().map(|p| p.found.job()).collect();
         self.fencing = Some(batch);
-        // Awaited in a task of its own, so that the answer arrives whatever
-        // happens to this actor's context meanwhile.
-        let (queue_reader, me) = (self.queue_reader.clone(), ctx.address());
-        actix_rt::spawn(async move {
-            let answers = queue_reader.send(Fence { purpose: FencePurpose::Write, jobs }).await.unwrap_or_default();
-            me.do_send(Fenced(answers));
-        });
+        ask_fence(&self.queue_reader, FencePurpose::Write, jobs, ctx.address());
     }
 
     /// Writes and fsyncs a fenced batch on a blocking thread, then settles it.
@@ -303,11 +296,6 @@ impl ResultWriter {
         }));
     }
 }
-
-/// The QueueReader's answer to the fence of the batch in `fencing`.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Fenced(Vec<FenceAnswer>);
 
 impl Handler<Fenced> for ResultWriter {
     type Result = ();

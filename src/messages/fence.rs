@@ -24,6 +24,12 @@ pub struct Fence {
     pub jobs: Vec<Job>,
 }
 
+/// The answers to a [`Fence`], delivered as a message of their own to the
+/// actor that asked ([`crate::actors::ask_fence`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fenced(pub Vec<FenceAnswer>);
+
 /// One answer per job, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FenceAnswer {

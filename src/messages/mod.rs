@@ -23,7 +23,7 @@ mod settle;
 
 pub use control::{Drained, Release, StopIntake};
 pub use delivery::{Delivery, Payload, Receipt};
-pub use fence::{Fence, FenceAnswer, FencePurpose};
+pub use fence::{Fence, FenceAnswer, FencePurpose, Fenced};
 pub use lookup::{Job, Lookup};
 pub use publish::{Found, Publish};
 pub use record::{Published, Record, Recovered};

@@ -2,7 +2,7 @@
 
 use actix::Message;
 
-use super::Delivery;
+use super::{Delivery, Job};
 use crate::task::Task;
 
 /// A task with the account bound to its device.
@@ -11,6 +11,13 @@ pub struct Found {
     pub delivery: Delivery,
     pub task: Task,
     pub username: String,
+}
+
+impl Found {
+    /// The task as it was before the lookup.
+    pub fn job(&self) -> Job {
+        Job { delivery: self.delivery.clone(), task: self.task.clone() }
+    }
 }
 
 /// Publish these documents.
