@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 
 use crate::config::ConfigError;
 use crate::db::DbError;
@@ -59,6 +59,20 @@ pub enum Command {
     },
     /// Validate the configuration and reach Redis and ClickHouse.
     Check,
+    /// Queue depth, consumers and what they hold, dead letters, stream group.
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also ask these daemons' /readyz (base URLs: http://host:9187).
+        #[arg(long, num_args = 1..)]
+        http: Vec<String>,
+    },
+    /// Read and manage the dead letters (index 0 is the newest).
+    Dead {
+        #[command(subcommand)]
+        action: DeadAction,
+    },
     /// Ask a running daemon's /healthz (for container health checks); exit 0 if healthy.
     Healthcheck {
         /// The URL to ask; default: /healthz on the configured http.listen.
@@ -78,6 +92,49 @@ pub enum Command {
         /// Also store each paste as a file here.
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadAction {
+    /// Newest first: index, time, consumer, error, payload (shortened).
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only entries whose text contains this.
+        #[arg(long = "match")]
+        matching: Option<String>,
+        /// One JSON object per line, whole.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One entry, whole.
+    Show { index: usize },
+    /// Put the payloads back on the queue as producers would, removing them
+    /// from the dead letters (one entry at a time, atomically).
+    #[command(group(ArgGroup::new("which").required(true).args(["all", "index", "matching"])))]
+    Retry {
+        #[arg(long)]
+        all: bool,
+        #[arg(long, num_args = 1..)]
+        index: Vec<usize>,
+        #[arg(long = "match")]
+        matching: Option<String>,
+        /// Do not ask (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Remove dead letters for good.
+    #[command(group(ArgGroup::new("which").required(true).args(["all", "older_than"])))]
+    Purge {
+        #[arg(long)]
+        all: bool,
+        /// Only those dead-lettered longer ago than this ("7d", "12h").
+        #[arg(long)]
+        older_than: Option<String>,
+        /// Do not ask (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
     },
 }
 

@@ -2,14 +2,16 @@
 //! the others are tools around it.
 
 mod check;
+mod dead;
 mod enqueue;
-mod healthcheck;
+pub(crate) mod healthcheck;
 mod seed;
+mod status;
 
 use std::path::Path;
 
 use crate::actors::pipeline;
-use crate::cli::{Cli, Command, CommandError};
+use crate::cli::{Cli, Command, CommandError, DeadAction};
 use crate::config::Settings;
 use crate::paste_server;
 
@@ -70,6 +72,39 @@ pub fn execute(cli: Cli) -> Result<(), CommandError> {
         Command::Check => {
             let settings = load_settings(&cli.config)?;
             system.block_on(check::check(&settings))
+        }
+        Command::Status { json, http } => {
+            let settings = load_settings(&cli.config)?;
+            system.block_on(status::status(&settings, json, &http))
+        }
+        Command::Dead { action } => {
+            let settings = load_settings(&cli.config)?;
+            system.block_on(async {
+                match action {
+                    DeadAction::List { limit, matching, json } => {
+                        dead::list(&settings, limit, matching.as_deref(), json).await
+                    }
+                    DeadAction::Show { index } => dead::show(&settings, index).await,
+                    DeadAction::Retry { all, index, matching, yes } => {
+                        let selection = match (all, matching) {
+                            (true, _) => dead::Selection::All,
+                            (_, Some(text)) => dead::Selection::Matching(text),
+                            _ => dead::Selection::Indexes(index),
+                        };
+                        dead::retry(&settings, selection, yes).await
+                    }
+                    DeadAction::Purge { all, older_than, yes } => {
+                        let selection = match older_than {
+                            Some(d) if !all => dead::Selection::OlderThan(
+                                crate::config::parse_duration(&d)
+                                    .map_err(|p| CommandError::Usage(format!("--older-than: {p}")))?,
+                            ),
+                            _ => dead::Selection::All,
+                        };
+                        dead::purge(&settings, selection, yes).await
+                    }
+                }
+            })
         }
     }
 }

@@ -101,6 +101,27 @@ redis.call('SREM', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[3])
 return n";
 
+/// For each processing hash KEYS[i], how many tasks it holds unsettled (for
+/// `status`): the payloads of each fetch `b<n>` whose bit in `s<n>` is clear.
+pub const COUNT_HELD: &str = r"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = 0
+  local flat = redis.call('HGETALL', key)
+  for j = 1, #flat, 2 do
+    local field = flat[j]
+    if string.sub(field, 1, 1) == 'b' then
+      local mask = redis.call('HGET', key, 's' .. string.sub(field, 2)) or ''
+      for t = 1, #cmsgpack.unpack(flat[j + 1]) do
+        local byte = string.byte(mask, math.floor((t - 1) / 8) + 1) or 0
+        if bit.band(byte, bit.lshift(1, (t - 1) % 8)) == 0 then n = n + 1 end
+      end
+    end
+  end
+  out[i] = n
+end
+return out";
+
 pub fn processing_key(queue: &str, consumer: &str) -> String {
     format!("{queue}:processing:{consumer}")
 }
