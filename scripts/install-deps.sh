@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need and a fresh Debian machine lacks:
-# redis-server, clickhouse-server and clickhouse-client (Debian's packages).
-# Nothing is started here: the tests and the demo start their own instances.
+# redis-server, clickhouse-server, clickhouse-client and prometheus (Debian's
+# packages), then the third-party paste servers below. Nothing is started
+# here: the tests and the demo start their own instances.
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
@@ -10,6 +11,8 @@ missing=()
 have redis-server || missing+=(redis-server)
 have clickhouse-server || missing+=(clickhouse-server)
 have clickhouse-client || missing+=(clickhouse-client)
+# promtool for the alert rules' tests, and a real server for tests/observability.rs.
+have prometheus || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     SUDO=""

@@ -138,6 +138,11 @@ pub struct Metrics {
     pub publish_attempts: AtomicU64,
     pub fsyncs: AtomicU64,
     pub in_flight: AtomicU64,
+    /// `daemon.max_in_flight`, for alerts on a pipeline stuck at its limit.
+    pub in_flight_limit: AtomicU64,
+    /// Tasks in the queue as the last heartbeat saw it (list: waiting; stream:
+    /// entries not yet settled, pending ones included).
+    pub queue_depth: AtomicU64,
     /// Devices per lookup query.
     pub lookup_batch_size: Histogram,
     /// Seconds per lookup query.
@@ -161,6 +166,8 @@ impl Default for Metrics {
             publish_attempts: Default::default(),
             fsyncs: Default::default(),
             in_flight: Default::default(),
+            in_flight_limit: Default::default(),
+            queue_depth: Default::default(),
             lookup_batch_size: Histogram::new(BATCH_BOUNDS),
             lookup_seconds: Histogram::new(LATENCY_BOUNDS),
             publish_seconds: Histogram::new(LATENCY_BOUNDS),
@@ -259,6 +266,16 @@ impl Metrics {
             out,
             "# HELP device_lookup_in_flight Tasks taken from Redis and not yet settled.\n# TYPE device_lookup_in_flight gauge\ndevice_lookup_in_flight {}",
             self.in_flight.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP device_lookup_in_flight_limit daemon.max_in_flight.\n# TYPE device_lookup_in_flight_limit gauge\ndevice_lookup_in_flight_limit {}",
+            self.in_flight_limit.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP device_lookup_queue_depth Tasks in the queue at the last heartbeat (stream: unsettled entries).\n# TYPE device_lookup_queue_depth gauge\ndevice_lookup_queue_depth {}",
+            self.queue_depth.load(Ordering::Relaxed)
         );
         counter(
             &mut out,

@@ -42,6 +42,7 @@ use crate::queue::unique_consumer_name;
 pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
     let settings = Arc::new(settings);
     let metrics = Arc::new(Metrics::default());
+    metrics.in_flight_limit.store(settings.daemon.max_in_flight as u64, std::sync::atomic::Ordering::Relaxed);
     let consumer =
         if settings.redis.consumer.is_empty() { unique_consumer_name() } else { settings.redis.consumer.clone() };
     info!(log, "starting"; "consumer" => &consumer, "version" => env!("CARGO_PKG_VERSION"),

@@ -266,6 +266,7 @@ impl QueueReader {
     /// A heartbeat sent at `sent_at` was acknowledged: the lease clock moves
     /// on, what we hold no more is forgotten, dead consumers' work is taken.
     fn beaten(&mut self, ctx: &mut Context<Self>, sent_at: Instant, beat: Beat) {
+        self.metrics.queue_depth.store(beat.depth, Ordering::Relaxed);
         if let Confirmed::NewEpoch(epoch) = self.clock.confirm(sent_at) {
             if epoch > 1 {
                 warn!(self.log, "this consumer was silent beyond its lease (stalled, or Redis was away); \

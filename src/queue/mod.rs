@@ -254,6 +254,8 @@ pub struct Beat {
     /// Of what we held, the [`Receipt::key`]s that are ours no more (another
     /// consumer took them over while we were silent).
     pub lost: Vec<Bytes>,
+    /// Tasks in the queue (list: `LLEN`; stream: `XLEN`, pending included).
+    pub depth: u64,
 }
 
 /// The value of the write record of the results file with this id.
@@ -322,8 +324,13 @@ impl Queue {
             .arg(c.lease.as_millis() as u64)
             .ignore();
         pipe.cmd("SADD").arg(&c.keys.consumers).arg(&*c.consumer).ignore();
+        pipe.cmd(match self {
+            Queue::List(_) => "LLEN",
+            Queue::Stream(_) => "XLEN",
+        })
+        .arg(&c.keys.queue);
         let mut conn = c.conn.clone();
-        pipe.query_async::<()>(&mut conn).await?;
+        let (depth,): (u64,) = pipe.query_async(&mut conn).await?;
         for chunk in claimed.chunks(1000) {
             let mut inv = c.renew.prepare_invoke();
             for id in chunk {
@@ -347,6 +354,7 @@ impl Queue {
             Queue::Stream(q) => Beat { reclaimed: q.reclaim(capacity).await?, ..Beat::default() },
         };
         beat.lost = lost;
+        beat.depth = depth;
         Ok(beat)
     }
 
