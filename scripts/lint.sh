@@ -20,6 +20,10 @@ if ! dclint --version 2>/dev/null | grep -q "$DCLINT_VERSION"; then
 fi
 
 status=0
+# The Rust code: formatting, then clippy on every target with warnings as
+# errors (the rules kept are in Cargo.toml's [lints]).
+if cargo fmt --check; then echo "rustfmt ok"; else status=1; fi
+if cargo clippy --all-targets --locked --quiet -- -D warnings; then echo "clippy ok"; else status=1; fi
 while IFS= read -r f; do
     if hadolint "$f"; then echo "hadolint ok: $f"; else status=1; fi
 done < <(git ls-files '*Dockerfile')

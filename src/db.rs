@@ -11,7 +11,7 @@
 //! with `(ipv4, mac) IN keys`. No producer value is ever put into SQL text, no
 //! 256 KiB query limit applies, and the server parses no literal: measured on
 //! 18.16 with 1000 keys, 17.6 ms per query against 30.5 ms for the same keys
-//! as a tuple literal (README, Performance). The `clickhouse` crate has no way
+//! as a tuple literal (docs/performance.md). The `clickhouse` crate has no way
 //! to attach external data, so this one request is plain HTTP (awc); the crate
 //! does everything else.
 
@@ -59,7 +59,7 @@ pub struct LookupPlan {
     /// ask for the server's cache of uncompressed blocks
     /// (`use_uncompressed_cache`, off in the packaged user profile): every
     /// batch reads most of the table's blocks, and decompressing them was a
-    /// third of the server's time per batch (README, Performance).
+    /// third of the server's time per batch (docs/performance.md).
     pub block_cache: bool,
 }
 
@@ -238,7 +238,7 @@ struct KeyRow {
     mac: u64,
 }
 
-/// Rows per index mark. Measured on 1M rows with 1000-key lookups (README):
+/// Rows per index mark. Measured on 1M rows with 1000-key lookups (docs/performance.md):
 /// 8192 (the default) reads every granule; 1024 reads an eighth of the rows
 /// and is fastest; smaller ones read less still but spend more time matching
 /// marks against the key set.

@@ -2,8 +2,8 @@
 //!
 //! Tasks `{id, ipv4, mac}` arrive on a Redis queue; the account comes from a
 //! ClickHouse table; the result is published to a paste service and its URL
-//! appended to a results file. See `README.md` for the picture and
-//! `../shared/CONTRACT.md` for the external contract.
+//! appended to a results file. `README.md` has the picture,
+//! `docs/reference.md` what the program promises.
 //!
 //! The data path, top to bottom: [`actors::queue_reader`] -> [`actors::lookup`]
 //! -> [`actors::publisher`] -> [`actors::result_writer`] -> back to the

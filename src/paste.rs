@@ -328,7 +328,7 @@ mod tests {
         let body = br#"{"data":{"url":"https://h/x"},"url":"https://h/top","key":"abc","n":42}"#;
         // (Location, pointer, pointer first, body) -> what the answer gives
         type Row<'a> = (Option<&'a str>, &'a str, bool, &'a [u8], Option<&'a str>);
-        let table: &[Row] = &[
+        let table: &[Row<'_>] = &[
             (Some(" https://loc/1 "), "/url", false, body, Some("https://loc/1")),
             (Some("https://api/gists/1"), "/url", true, body, Some("https://h/top")),
             (Some("https://loc/1"), "/missing", true, body, Some("https://loc/1")),

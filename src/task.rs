@@ -131,7 +131,7 @@ pub fn parse_json(payload: &[u8]) -> Result<Task, TaskError> {
         return Err(TaskError::TooLarge(payload.len()));
     }
     let text = std::str::from_utf8(payload).map_err(|_| TaskError::NotUtf8)?;
-    let top: raw::Top = serde_json::from_str(text).map_err(|e| TaskError::NotJson(e.to_string()))?;
+    let top: raw::Top<'_> = serde_json::from_str(text).map_err(|e| TaskError::NotJson(e.to_string()))?;
     let raw::Top::Object { id, ipv4, mac } = top else {
         return Err(TaskError::NotObject);
     };
@@ -204,7 +204,7 @@ mod raw {
             struct V;
             impl Visitor<'_> for V {
                 type Value = Key;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                     f.write_str("an object key")
                 }
                 fn visit_str<E: Error>(self, s: &str) -> Result<Key, E> {
@@ -225,7 +225,7 @@ mod raw {
             struct V;
             impl<'de> Visitor<'de> for V {
                 type Value = Field<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                     f.write_str("any JSON value")
                 }
                 fn visit_unit<E: Error>(self) -> Result<Field<'de>, E> {
@@ -265,7 +265,7 @@ mod raw {
             struct V;
             impl<'de> Visitor<'de> for V {
                 type Value = Top<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                     f.write_str("any JSON value")
                 }
                 fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {

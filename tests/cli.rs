@@ -23,7 +23,7 @@ fn check_with(config: &str, env: &[(&str, &str)]) -> (i32, String) {
 #[test]
 fn invalid_configuration_exits_2_naming_the_key() {
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
-    let cases: &[Case] = &[
+    let cases: &[Case<'_>] = &[
         ("[redis]\nmode = \"queue\"\n", &[], "redis.mode"),
         ("[publisher]\nmax_attempts = 0\n", &[], "publisher.max_attempts"),
         ("[publisher.rate_limit]\nrequests = 20\nper = \"a day\"\n", &[], "publisher.rate_limit.per"),

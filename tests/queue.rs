@@ -219,7 +219,7 @@ async fn the_fence_decides_from_holding_and_the_record() {
     use device_lookup::messages::FencePurpose::{Publish, Write};
     // (id, token, record before, purpose, answer, record after)
     type Row<'a> = (&'a str, &'a Bytes, Option<&'a str>, FencePurpose, Fenced, Option<&'a str>);
-    let rows: &[Row] = &[
+    let rows: &[Row<'_>] = &[
         ("a", &held, Some(&mine), Publish, Keep, Some(&mine)),
         ("b", &held, None, Publish, Keep, Some(&mine)),
         ("c", &held, Some("done:http://p/1"), Publish, Duplicate, Some("done:http://p/1")),

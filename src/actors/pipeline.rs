@@ -6,8 +6,8 @@
 //! LookupActor get an arbiter (thread) of their own. The publisher on its own
 //! thread answers the paste service's responses as they come instead of
 //! after whatever the QueueReader or the ResultWriter is doing: 8-15% more
-//! tasks/s in paired drains at the same CPU per task (see README,
-//! Performance). Under a rate limit its precise pacing sleeps on that thread
+//! tasks/s in paired drains at the same CPU per task (see
+//! docs/performance.md). Under a rate limit its precise pacing sleeps on that thread
 //! too (see [`super::publisher`]). Once they run, the main thread lowers its
 //! own CPU priority to `daemon.main_thread_nice` (default 10), so that when
 //! the cores are contended the publisher's thread, which bounds throughput,
@@ -122,7 +122,7 @@ pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
 /// cores are contended (Redis, ClickHouse or other work on the same host, or
 /// a container's CPU quota), the scheduler then runs the publisher first. On
 /// the 2-core benchmark machine, with every server on it, nice 10 gave 4-8%
-/// more tasks/s than 0 (README, Performance); with idle cores it changes
+/// more tasks/s than 0 (docs/performance.md); with idle cores it changes
 /// nothing.
 fn lower_priority(nice: i32) -> std::io::Result<i32> {
     // SAFETY: plain system calls on the calling thread, no memory passed.

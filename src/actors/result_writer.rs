@@ -53,7 +53,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// Under load a group commit waits this long after the previous one before
 /// it starts, so that each fsync (and each settle in Redis) carries more
 /// lines: draining 100k tasks, 1821 -> 343 fsyncs, 9% less CPU in the daemon
-/// and Redis together (README, Performance). A commit of fewer than
+/// and Redis together (docs/performance.md). A commit of fewer than
 /// [`GATHER_FROM`] lines means the daemon is not under load, and the next one
 /// starts at once: at 1000 tasks/s offered commits carry a few lines and the
 /// latency is unchanged.

@@ -170,7 +170,7 @@ impl Keys {
     fn record_key<'a>(&'a self, id: &'a str) -> impl fmt::Display + 'a {
         struct RecordKey<'a>(&'a str, &'a str);
         impl fmt::Display for RecordKey<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(f, "{}:id:{}", self.0, self.1)
             }
         }

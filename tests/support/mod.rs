@@ -42,6 +42,7 @@ fn find_program(name: &str) -> PathBuf {
 }
 
 fn kill(child: &mut Child, signal: i32) {
+    // SAFETY: a plain system call with a pid this test spawned; no memory passed.
     unsafe {
         libc::kill(child.id() as i32, signal);
     }
