@@ -189,8 +189,8 @@ fn device_key_and_name(i: u64) -> ((u32, u64), String) {
 }
 
 /// Tasks left in the processing hash of a consumer that died (no heartbeat)
-/// are returned to the queue at start and processed; so are those in a
-/// processing list, as versions before the hash left them.
+/// are returned to the queue at start and processed, except those it had
+/// settled (their bits set in the fetch's mask).
 #[test]
 fn dead_consumers_tasks_are_taken_again() {
     let s = Stack::start("");
@@ -198,37 +198,40 @@ fn dead_consumers_tasks_are_taken_again() {
     assert!(status.success(), "{err}");
 
     let mut conn = s.redis.conn();
-    let ghost_hash = format!("{QUEUE}:processing:ghost");
-    let ghost_list = format!("{QUEUE}:processing:old-ghost");
+    let ghost = format!("{QUEUE}:processing:ghost");
     let mut ids = HashSet::new();
+    let mut payloads = Vec::new();
     for i in 0..40 {
         let d = device(2, i);
-        let payload = format!(
+        payloads.push(format!(
             r#"{{"id":"g{i}","ipv4":"{}","mac":"{}"}}"#,
             std::net::Ipv4Addr::from(d.ipv4),
             Mac::from_u64(d.mac).unwrap()
-        );
-        if i < 20 {
-            let _: () = conn.hset(&ghost_hash, 1000 + i, payload).unwrap();
-        } else {
-            let _: () = conn.lpush(&ghost_list, payload).unwrap();
+        ));
+        // Tasks 0 and 9 of the first fetch were settled before it died.
+        if i != 0 && i != 9 {
+            ids.insert(format!("g{i}"));
         }
-        ids.insert(format!("g{i}"));
     }
-    let _: () = conn.sadd(format!("{QUEUE}:consumers"), &["ghost", "old-ghost"]).unwrap();
+    // Two fetches as the daemon writes them, packed by Redis's own MessagePack;
+    // the first with a mask of settled tasks (bits 0 and 9).
+    let pack = "redis.call('HSET', KEYS[1], ARGV[1], cmsgpack.pack({unpack(ARGV, 2)}))";
+    let _: () =
+        redis::cmd("EVAL").arg(pack).arg(1).arg(&ghost).arg("b7").arg(&payloads[..20]).query(&mut conn).unwrap();
+    let _: () =
+        redis::cmd("EVAL").arg(pack).arg(1).arg(&ghost).arg("b8").arg(&payloads[20..]).query(&mut conn).unwrap();
+    let _: () = conn.hset(&ghost, "s7", &[0b0000_0001u8, 0b0000_0010][..]).unwrap();
+    let _: () = conn.sadd(format!("{QUEUE}:consumers"), "ghost").unwrap();
 
     let mut daemon = Daemon::start(&s.config, &s.dir.path().join("daemon.log"));
     wait_until("the ghost's tasks to be published", Duration::from_secs(30), || {
         results(s.dir.path()).len() == ids.len()
     });
     let written: HashSet<String> = results(s.dir.path()).iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(written, ids);
-    let left: usize = conn.hlen::<_, usize>(&ghost_hash).unwrap() + conn.llen::<_, usize>(&ghost_list).unwrap();
-    assert_eq!(left, 0);
-    for ghost in ["ghost", "old-ghost"] {
-        let registered: bool = conn.sismember(format!("{QUEUE}:consumers"), ghost).unwrap();
-        assert!(!registered, "{ghost} is forgotten");
-    }
+    assert_eq!(written, ids, "the unsettled tasks, and only those");
+    assert!(!conn.exists::<_, bool>(&ghost).unwrap(), "the ghost's hash is gone, masks and all");
+    let registered: bool = conn.sismember(format!("{QUEUE}:consumers"), "ghost").unwrap();
+    assert!(!registered, "the ghost is forgotten");
     daemon.sigterm();
     assert!(daemon.wait(Duration::from_secs(30)).success());
 }

@@ -20,14 +20,7 @@ use crate::config::{QueueMode, Settings};
 /// the list KEYS[1], then its payload pushed on the list KEYS[2] (ARGV[2] =
 /// 'list', ARGV[3] the payload) or added to the stream KEYS[2] (ARGV[3..],
 /// field and value pairs). Answers 0 when the entry was gone already.
-const RETRY: &str = r"
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
-if ARGV[2] == 'list' then
-  redis.call('LPUSH', KEYS[2], ARGV[3])
-else
-  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
-end
-return 1";
+const RETRY: &str = include_str!("lua/retry.lua");
 
 /// Which dead letters a command acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,9 +24,7 @@
 //! number given out). Fields of the processing hash: `b<n>`, fetch `n`: its
 //! payloads as received, oldest first, as a MessagePack array (Redis's Lua has
 //! `cmsgpack`); `s<n>`: which of them are settled, bit `i % 8` of byte
-//! `i / 8` for the `i`-th, absent while none is. Versions before fetches
-//! kept a field per task (`<n>`: the payload), and before that a processing
-//! list; both are still returned to the queue.
+//! `i / 8` for the `i`-th, absent while none is.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,88 +37,24 @@ use crate::messages::{Delivery, Receipt, Settled};
 
 /// Moves up to ARGV[1] tasks from the tail of KEYS[1] (oldest first) into the
 /// hash KEYS[2] as one fetch, numbered from KEYS[3]; answers {number, payloads}.
-const FETCH: &str = r"
-local items = redis.call('RPOP', KEYS[1], tonumber(ARGV[1]))
-if not items then return {0, {}} end
-local n = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[2], 'b' .. n, cmsgpack.pack(items))
-return {n, items}";
+const FETCH: &str = include_str!("lua/fetch.lua");
 
 /// The body of Lua function `put_back(from)`: puts the unsettled tasks of
 /// processing hash KEYS[2] back at the consuming end of the queue KEYS[1],
-/// oldest first in line, and answers how many. Fields: ARGV[from..] (fetches
-/// `b<n>` and per-task fields of older versions; those absent are skipped),
-/// or every field when there are none. A processing list, as versions before
-/// the hash kept, is moved back whole.
-const PUT_BACK: &str = r"
-if redis.call('TYPE', KEYS[2]).ok == 'list' then
-  local n = 0
-  while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do n = n + 1 end
-  return n
-end
-local entries = {}
-local function add(field)
-  local kind = string.sub(field, 1, 1)
-  if kind == 's' then return end
-  local v = redis.call('HGET', KEYS[2], field)
-  if not v then return end
-  if kind ~= 'b' then
-    entries[#entries + 1] = {tonumber(field), {v}, {field}}
-    return
-  end
-  local n = string.sub(field, 2)
-  local mask = redis.call('HGET', KEYS[2], 's' .. n) or ''
-  local open = {}
-  for i, item in ipairs(cmsgpack.unpack(v)) do
-    local byte = string.byte(mask, math.floor((i - 1) / 8) + 1) or 0
-    if bit.band(byte, bit.lshift(1, (i - 1) % 8)) == 0 then open[#open + 1] = item end
-  end
-  entries[#entries + 1] = {tonumber(n), open, {field, 's' .. n}}
-end
-if #ARGV >= from then
-  for i = from, #ARGV do add(ARGV[i]) end
-else
-  for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do add(field) end
-end
-table.sort(entries, function(a, b) return a[1] > b[1] end)
-local moved = 0
-for _, e in ipairs(entries) do
-  for i = #e[2], 1, -1 do redis.call('RPUSH', KEYS[1], e[2][i]) end
-  moved = moved + #e[2]
-  redis.call('HDEL', KEYS[2], unpack(e[3]))
-end
-return moved";
+/// oldest first in line, and answers how many. Fields: the fetches `b<n>` in
+/// ARGV[from..] (those absent are skipped), or every fetch when there are
+/// none.
+const PUT_BACK: &str = include_str!("lua/put_back.lua");
 
 /// Returns consumer ARGV[1]'s processing hash KEYS[2] to the queue KEYS[1]
 /// (as [`PUT_BACK`]) unless its heartbeat KEYS[3] still exists (ARGV[2] = '1'
-/// forces, for our own clean shutdown), and forgets the consumer (set KEYS[4]).
-const RECOVER: &str = r"
-if ARGV[2] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
-local n = put_back(3)
-redis.call('SREM', KEYS[4], ARGV[1])
-redis.call('DEL', KEYS[3])
-return n";
+/// forces, for our own clean shutdown), deletes what is left of the hash (the
+/// masks of settled tasks), and forgets the consumer (set KEYS[4]).
+const RECOVER: &str = include_str!("lua/recover.lua");
 
 /// For each processing hash KEYS[i], how many tasks it holds unsettled (for
 /// `status`): the payloads of each fetch `b<n>` whose bit in `s<n>` is clear.
-pub const COUNT_HELD: &str = r"
-local out = {}
-for i, key in ipairs(KEYS) do
-  local n = 0
-  local flat = redis.call('HGETALL', key)
-  for j = 1, #flat, 2 do
-    local field = flat[j]
-    if string.sub(field, 1, 1) == 'b' then
-      local mask = redis.call('HGET', key, 's' .. string.sub(field, 2)) or ''
-      for t = 1, #cmsgpack.unpack(flat[j + 1]) do
-        local byte = string.byte(mask, math.floor((t - 1) / 8) + 1) or 0
-        if bit.band(byte, bit.lshift(1, (t - 1) % 8)) == 0 then n = n + 1 end
-      end
-    end
-  end
-  out[i] = n
-end
-return out";
+pub const COUNT_HELD: &str = include_str!("lua/count_held.lua");
 
 pub fn processing_key(queue: &str, consumer: &str) -> String {
     format!("{queue}:processing:{consumer}")

@@ -43,49 +43,20 @@ use crate::messages::{Delivery, FencePurpose, Outcome, Receipt, Settled};
 /// write record. Our own results file's write record (ARGV[3]) is ours to
 /// take: intake starts only after the lines that file holds were recorded
 /// as published, so such an id's line was never written.
-const RESOLVE: &str = r"
-local mine = 'claim:' .. ARGV[1]
-local out = {}
-for i, key in ipairs(KEYS) do
-  local v = redis.call('GET', key)
-  if not v or v == ARGV[3] then
-    redis.call('SET', key, mine, 'PX', ARGV[2])
-    out[i] = 0
-  elseif string.sub(v, 1, 5) == 'done:' then
-    out[i] = 1
-  elseif v == mine then
-    redis.call('PEXPIRE', key, ARGV[2])
-    out[i] = 0
-  else
-    out[i] = 2
-  end
-end
-return out";
+const RESOLVE: &str = include_str!("lua/resolve.lua");
 
 /// The Lua function `held(token)`: do we still hold this task? ARGV[1] is
 /// the mode, ARGV[2] our processing hash (list: the token is the fetch's
 /// field) or the stream (the token is the entry id), ARGV[3] the group,
 /// ARGV[4] our consumer name. A stalled consumer's fetches are moved back to
 /// the queue, its entries claimed by others: then it holds them no more.
-const HELD: &str = r"
-local function held(token)
-  if ARGV[1] == 'list' then return redis.call('HEXISTS', ARGV[2], token) == 1 end
-  local p = redis.call('XPENDING', ARGV[2], ARGV[3], token, token, 1)[1]
-  return p ~= nil and p[2] == ARGV[4]
-end";
+const HELD: &str = include_str!("lua/held.lua");
 
 /// The heartbeat's look at what we hold (tokens ARGV[5..]): answers those we
 /// hold no more. In stream mode it also resets the idle time of the entries
 /// still ours, so nobody claims them; only those (`XCLAIM` with no minimum
 /// idle time would take back entries another consumer claimed meanwhile).
-const HOLDINGS: &str = r"
-local lost = {}
-for i = 5, #ARGV do
-  local token = ARGV[i]
-  if not held(token) then lost[#lost + 1] = token
-  elseif ARGV[1] == 'stream' then redis.call('XCLAIM', ARGV[2], ARGV[3], ARGV[4], 0, token, 'JUSTID') end
-end
-return lost";
+const HOLDINGS: &str = include_str!("lua/holdings.lua");
 
 /// The fence, for each task: its id record KEYS[i] and its token
 /// ARGV[9 + i] (as for `held`). Answers 0 keep, 1 lost, 2 duplicate,
@@ -93,41 +64,17 @@ return lost";
 /// file's write record (ARGV[6]), or no record while we hold the task; each
 /// is kept, atomically with renewing the claim for ARGV[8] ms (ARGV[7] =
 /// 'renew') or replacing it with the write record for ARGV[9] ms ('write').
-const FENCE: &str = r"
-local claim, write, lease, grace = ARGV[5], ARGV[6], ARGV[8], ARGV[9]
-local out = {}
-for i, key in ipairs(KEYS) do
-  local is_held = held(ARGV[9 + i])
-  local v = redis.call('GET', key)
-  if v == claim or v == write or (not v and is_held) then
-    if ARGV[7] == 'write' then redis.call('SET', key, write, 'PX', grace)
-    elseif v ~= write then redis.call('SET', key, claim, 'PX', lease) end
-    out[i] = 0
-  elseif not is_held then out[i] = 1
-  elseif string.sub(v, 1, 5) == 'done:' then out[i] = 2
-  else out[i] = 3 end
-end
-return out";
+const FENCE: &str = include_str!("lua/fence.lua");
 
 /// Renews consumer ARGV[1]'s claims among the id records KEYS for ARGV[2] ms;
 /// a record that holds anything else (published meanwhile, or claimed by
 /// another after our lease ran out) is left alone.
-const RENEW: &str = r"
-local mine = 'claim:' .. ARGV[1]
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == mine then redis.call('PEXPIRE', key, ARGV[2]) end
-end
-return 0";
+const RENEW: &str = include_str!("lua/renew.lua");
 
 /// Drops consumer ARGV[1]'s claims among the id records KEYS, and nothing
 /// else: never a done record. Runs inside the settle transaction (as EVAL,
 /// which cannot fail for a script missing from the cache).
-const RELEASE: &str = r"
-local mine = 'claim:' .. ARGV[1]
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == mine then redis.call('DEL', key) end
-end
-return 0";
+const RELEASE: &str = include_str!("lua/release.lua");
 
 /// What the check of an id found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

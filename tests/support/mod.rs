@@ -315,9 +315,8 @@ pub fn hits_in_list(
 }
 
 /// Tasks held in the list-mode processing hashes of queue `queue`, all
-/// consumers: those of each fetch entry not marked settled in its mask, and
-/// one per field (or list item) of the layouts of older versions. Counted by a
-/// script, with Redis's own MessagePack decoder.
+/// consumers: those of each fetch entry not marked settled in its mask.
+/// Counted by a script of its own, with Redis's own MessagePack decoder.
 pub fn tasks_in_processing(conn: &mut redis::Connection, queue: &str) -> usize {
     let keys: Vec<String> = redis::Commands::keys(conn, format!("{queue}:processing:*")).unwrap();
     tasks_in_processing_of(conn, &keys)
@@ -328,9 +327,7 @@ fn tasks_in_processing_of(conn: &mut redis::Connection, keys: &[String]) -> usiz
     const COUNT: &str = r"
 local n = 0
 for _, key in ipairs(KEYS) do
-  local flat = {}
-  if redis.call('TYPE', key).ok == 'list' then n = n + redis.call('LLEN', key)
-  else flat = redis.call('HGETALL', key) end
+  local flat = redis.call('HGETALL', key)
   for i = 1, #flat, 2 do
     local field, value = flat[i], flat[i + 1]
     if string.sub(field, 1, 1) == 'b' then
@@ -339,8 +336,6 @@ for _, key in ipairs(KEYS) do
         local byte = string.byte(mask, math.floor((j - 1) / 8) + 1) or 0
         if bit.band(byte, bit.lshift(1, (j - 1) % 8)) == 0 then n = n + 1 end
       end
-    elseif string.sub(field, 1, 1) ~= 's' then
-      n = n + 1
     end
   end
 end

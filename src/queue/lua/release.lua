@@ -1,0 +1,5 @@
+local mine = 'claim:' .. ARGV[1]
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == mine then redis.call('DEL', key) end
+end
+return 0
