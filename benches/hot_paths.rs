@@ -7,7 +7,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use device_lookup::db::{decode_rows, encode_keys};
 use device_lookup::gen::{device, spell_mac, Rng};
-use device_lookup::paste::{classify_pastebin, PastebinForm};
+use device_lookup::sink::verdict::{classify_pastebin, PastebinForm};
 use device_lookup::task::{parse_json, Document, Mac};
 
 fn payloads(n: usize) -> Vec<Vec<u8>> {

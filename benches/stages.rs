@@ -16,13 +16,13 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use device_lookup::actors::publisher::{pastebin_form, post_request};
 use device_lookup::config::{PublisherSettings, Settings};
 use device_lookup::db::{Db, KeyLookup};
 use device_lookup::messages::{Outcome, Settled};
-use device_lookup::paste::{classify_pastebin, Verdict};
 use device_lookup::queue::list::Ledger;
 use device_lookup::queue::{Check, Queue};
+use device_lookup::sink::request::{pastebin_form, post_request};
+use device_lookup::sink::verdict::{classify_pastebin, Verdict};
 use device_lookup::task::{Document, Mac, Task};
 
 fn main() {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::template::{BodyTemplate, UrlTemplate};
+use crate::sink::template::{BodyTemplate, UrlTemplate};
 
 /// Prefix of environment overrides; sections and keys are separated by `__`.
 pub const ENV_PREFIX: &str = "DEVICE_LOOKUP__";

@@ -4,7 +4,7 @@
 //! pause, and try again. What differs is how long to wait, how loudly to log,
 //! and how it is counted; [`Failure`] carries that. None of these ever
 //! dead-letters a task: only a task's own fault does
-//! ([`crate::task::TaskError`], or [`crate::paste::Verdict::Rejected`]).
+//! ([`crate::task::TaskError`], or [`crate::sink::verdict::Verdict::Rejected`]).
 
 use std::io;
 use std::time::Duration;

@@ -5,8 +5,8 @@
 //! `publisher.concurrency` requests in flight, each limited to
 //! `publisher.timeout`, paced by a governor rate limiter built from
 //! `[publisher.rate_limit]`. Every answer is classified by
-//! [`crate::paste::classify_redirect`] (redirects are not followed), then
-//! [`crate::paste::classify_pastebin`] or [`crate::paste::classify_http`], and
+//! [`crate::sink::verdict::classify_redirect`] (redirects are not followed), then
+//! [`crate::sink::verdict::classify_pastebin`] or [`crate::sink::verdict::classify_http`], and
 //! acted on:
 //! published -> [`Record`] to the ResultWriter; transient -> the whole
 //! publisher pauses with full-jitter backoff, then probes with one request at
@@ -54,7 +54,8 @@ use crate::lease::{Act, LeaseClock};
 use crate::messages::{FenceAnswer, FencePurpose, Fenced, Found, Outcome, Publish, Published, Record, Settle, Settled};
 use crate::metrics::{Dependency, Metrics};
 use crate::multipart;
-use crate::paste::{
+use crate::sink::request::{pastebin_form, post_request};
+use crate::sink::verdict::{
     classify_http, classify_pastebin, classify_redirect, parse_retry_after, webhook_url, PastebinForm, Verdict,
 };
 use crate::task::Document;
@@ -385,47 +386,6 @@ impl PublisherActor {
         let until = Instant::now() + delay;
         self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
     }
-}
-
-/// The pastebin form's fixed fields (key, option, format, privacy, expiry,
-/// user key), encoded once for every paste.
-pub fn pastebin_form(p: &PublisherSettings) -> PastebinForm {
-    let private = p.paste_private.to_string();
-    let mut fixed = vec![
-        ("api_dev_key", p.api_dev_key.expose()),
-        ("api_option", "paste"),
-        ("api_paste_format", "json"),
-        ("api_paste_private", private.as_str()),
-        ("api_paste_expire_date", p.paste_expire_date.as_str()),
-    ];
-    if !p.api_user_key.is_empty() {
-        fixed.push(("api_user_key", p.api_user_key.expose()));
-    }
-    PastebinForm::new(fixed)
-}
-
-/// A new HTTP client and, on it, the POST to `uri` with the headers that do
-/// not change from one paste to the next; each attempt sends a body on it.
-/// (The sink's stage ceiling in `benches/stages.rs` publishes through this
-/// same request.) awc clients are !Send: call it on the arbiter that uses it.
-pub fn post_request(p: &PublisherSettings, uri: awc::http::Uri) -> awc::FrozenClientRequest {
-    let connector = awc::Connector::new().limit(p.concurrency).timeout(p.timeout);
-    // Redirects are answers, not detours ([`classify_redirect`]); without
-    // the middleware that follows them, 6% less CPU per paste.
-    // No client timeout: the one around each whole attempt covers it.
-    let client = awc::Client::builder().connector(connector).disable_timeout().disable_redirects().finish();
-    let request = client.post(uri);
-    let mut request = match p.kind {
-        PublisherKind::Pastebin => request.insert_header(("content-type", "application/x-www-form-urlencoded")),
-        PublisherKind::Webhook => request.insert_header(("content-type", "application/json")),
-        // The multipart boundary differs per request: added as each is sent.
-        PublisherKind::Upload => request,
-    };
-    // Validated as a header name and value with these same types.
-    for (name, value) in &p.headers {
-        request = request.insert_header((name.as_str(), value.expose()));
-    }
-    request.freeze().expect("publisher.url is validated with the client's own parser")
 }
 
 /// The governor quota for a configured limit: one request per interval, with

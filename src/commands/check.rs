@@ -49,7 +49,7 @@ async fn redis_report(s: &Settings) -> Result<String, CommandError> {
         QueueMode::List => redis::cmd("LLEN").arg(&s.redis.queue).query_async(&mut c).await?,
         QueueMode::Stream => redis::cmd("XLEN").arg(&s.redis.queue).query_async(&mut c).await?,
     };
-    let dead: u64 = redis::cmd("LLEN").arg(format!("{}:dead", s.redis.queue)).query_async(&mut c).await?;
+    let dead: u64 = redis::cmd("LLEN").arg(crate::queue::keys::dead(&s.redis.queue)).query_async(&mut c).await?;
     let consumers: u64 = redis::cmd("SCARD").arg(format!("{}:consumers", s.redis.queue)).query_async(&mut c).await?;
     Ok(format!("{queued} queued, {dead} dead letters, {consumers} consumers registered"))
 }

@@ -101,7 +101,7 @@ pub fn select(entries: &[Entry], selection: &Selection, now: SystemTime) -> Resu
 }
 
 fn dead_key(s: &Settings) -> String {
-    format!("{}:dead", s.redis.queue)
+    crate::queue::keys::dead(&s.redis.queue)
 }
 
 async fn connect(s: &Settings) -> Result<MultiplexedConnection, CommandError> {

@@ -66,12 +66,12 @@ pub async fn status(s: &Settings, json: bool, http: &[String]) -> Result<(), Com
 
 async fn read(conn: &mut MultiplexedConnection, s: &Settings, http: &[String]) -> Result<Status, CommandError> {
     let q = &s.redis.queue;
-    let dead_letters: u64 = redis::cmd("LLEN").arg(format!("{q}:dead")).query_async(conn).await?;
-    let names: Vec<String> = redis::cmd("SMEMBERS").arg(format!("{q}:consumers")).query_async(conn).await?;
+    let dead_letters: u64 = redis::cmd("LLEN").arg(crate::queue::keys::dead(q)).query_async(conn).await?;
+    let names: Vec<String> = redis::cmd("SMEMBERS").arg(crate::queue::keys::consumers(q)).query_async(conn).await?;
     let mut holds: BTreeMap<String, u64> = names.into_iter().map(|n| (n, 0)).collect();
     let (queued, group) = match s.redis.mode {
         QueueMode::List => {
-            let keys: Vec<String> = holds.keys().map(|n| list::processing_key(q, n)).collect();
+            let keys: Vec<String> = holds.keys().map(|n| crate::queue::keys::processing(q, n)).collect();
             // Consumers that left the set (recovered) hold nothing any more.
             let counts: Vec<u64> = if keys.is_empty() {
                 Vec::new()

@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{heartbeat_key, Common};
+use super::keys::{heartbeat_key, processing, seq};
+use super::Common;
 use crate::messages::{Delivery, Receipt, Settled};
 
 /// Moves up to ARGV[1] tasks from the tail of KEYS[1] (oldest first) into the
@@ -56,14 +57,6 @@ const RECOVER: &str = include_str!("lua/recover.lua");
 /// `status`): the payloads of each fetch `b<n>` whose bit in `s<n>` is clear.
 pub const COUNT_HELD: &str = include_str!("lua/count_held.lua");
 
-pub fn processing_key(queue: &str, consumer: &str) -> String {
-    format!("{queue}:processing:{consumer}")
-}
-
-pub fn seq_key(queue: &str) -> String {
-    format!("{queue}:seq")
-}
-
 /// A script of the Lua function `put_back` and a body that calls it.
 fn with_put_back(body: &str) -> redis::Script {
     redis::Script::new(&format!("local function put_back(from){PUT_BACK}\nend\n{body}"))
@@ -81,7 +74,7 @@ pub struct ListQueue {
 impl ListQueue {
     pub(super) fn new(common: Common) -> ListQueue {
         ListQueue {
-            seq: seq_key(&common.keys.queue).into(),
+            seq: seq(&common.keys.queue).into(),
             common,
             fetch: Arc::new(redis::Script::new(FETCH)),
             put_back: Arc::new(with_put_back("return put_back(1)")),
@@ -108,7 +101,7 @@ impl ListQueue {
         let n: i64 = self
             .recover
             .key(&c.keys.queue)
-            .key(processing_key(&c.keys.queue, name))
+            .key(processing(&c.keys.queue, name))
             .key(heartbeat_key(&c.keys.queue, name))
             .key(&c.keys.consumers)
             .arg(name)

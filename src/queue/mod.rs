@@ -20,19 +20,22 @@
 //!   benchmark: Redis CPU per task down by a quarter);
 //! - `Q:dead`: dead letters; `Q:consumers`: consumer names;
 //!   `Q:consumer:<name>`: a consumer's heartbeat.
+//!
+//! Every key's layout is written in one place, [`keys`].
 
+pub mod keys;
 pub mod list;
 pub mod stream;
 
+pub use keys::{heartbeat_key, write_value, Keys};
+
 use std::collections::HashMap;
-use std::fmt;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Cmd, RedisWrite};
+use redis::AsyncConnectionConfig;
 
 use crate::config::{QueueMode, RedisSettings};
 use crate::messages::{Delivery, FencePurpose, Outcome, Receipt, Settled};
@@ -85,69 +88,6 @@ pub enum Check {
     Mine,
     /// Another consumer works on it now: look again later.
     Elsewhere,
-}
-
-#[derive(Debug)]
-pub struct Keys {
-    pub queue: String,
-    pub dead: String,
-    pub consumers: String,
-    pub processing: String,
-    pub heartbeat: String,
-}
-
-impl Keys {
-    pub fn new(queue: &str, consumer: &str) -> Keys {
-        Keys {
-            queue: queue.to_owned(),
-            dead: format!("{queue}:dead"),
-            consumers: format!("{queue}:consumers"),
-            processing: list::processing_key(queue, consumer),
-            heartbeat: heartbeat_key(queue, consumer),
-        }
-    }
-
-    /// The id's record: its claim while worked on, its URL once published.
-    pub fn record(&self, id: &str) -> String {
-        self.record_key(id).to_string()
-    }
-
-    /// The name of the id's record, to format where it is needed: the one
-    /// place its layout is written.
-    fn record_key<'a>(&'a self, id: &'a str) -> impl fmt::Display + 'a {
-        struct RecordKey<'a>(&'a str, &'a str);
-        impl fmt::Display for RecordKey<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}:id:{}", self.0, self.1)
-            }
-        }
-        RecordKey(&self.queue, id)
-    }
-
-    /// `SET <record of id> <value> <options...>`, the value being the parts
-    /// joined, with the command's buffers sized once: a command grown one
-    /// argument at a time reallocated them five or six times, and one of
-    /// these is built for every claim and every publish.
-    fn set_record(&self, id: &str, value: &[&str], options: &[&dyn fmt::Display]) -> Cmd {
-        let value_len: usize = value.iter().map(|part| part.len()).sum();
-        let mut cmd = Cmd::with_capacity(3 + options.len(), 3 + self.queue.len() + 4 + id.len() + value_len + 32);
-        cmd.arg("SET");
-        cmd.write_arg_fmt(self.record_key(id));
-        {
-            let mut arg = cmd.writer_for_next_arg();
-            for part in value {
-                arg.write_all(part.as_bytes()).expect("a command is written to memory");
-            }
-        }
-        for option in options {
-            cmd.write_arg_fmt(option);
-        }
-        cmd
-    }
-}
-
-pub fn heartbeat_key(queue: &str, consumer: &str) -> String {
-    format!("{queue}:consumer:{consumer}")
 }
 
 /// What every mode shares: connections, keys, timings.
@@ -205,11 +145,6 @@ pub struct Beat {
     pub depth: u64,
 }
 
-/// The value of the write record of the results file with this id.
-pub fn write_value(file: &str) -> String {
-    format!("write:{file}")
-}
-
 /// A script whose body may call the Lua function `held(token)` ([`HELD`]).
 fn with_held(body: &str) -> redis::Script {
     redis::Script::new(&format!("{HELD}\n{body}"))
@@ -231,11 +166,11 @@ impl Queue {
             consumer: consumer.into(),
             lease: s.lease,
             dedup_ttl: s.dedup_ttl,
-            claim_value: format!("claim:{consumer}").into(),
+            claim_value: keys::claim_value(consumer).into(),
             write_grace: s.write_grace,
             held_args: Arc::new(match s.mode {
                 QueueMode::List => {
-                    ["list".into(), list::processing_key(&s.queue, consumer), String::new(), consumer.into()]
+                    ["list".into(), crate::queue::keys::processing(&s.queue, consumer), String::new(), consumer.into()]
                 }
                 QueueMode::Stream => ["stream".into(), s.queue.clone(), s.group.clone(), consumer.into()],
             }),
@@ -539,17 +474,6 @@ pub fn unique_consumer_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_record_command_is_the_plain_set() {
-        let keys = Keys::new("q", "c1");
-        let done = keys.set_record("id-7", &["done:", "https://p/x"], &[&"EX", &86400u64]);
-        let plain = redis::cmd("SET").arg("q:id:id-7").arg("done:https://p/x").arg("EX").arg(86400u64).clone();
-        assert_eq!(done.get_packed_command(), plain.get_packed_command());
-        let claim = keys.set_record("é", &["claim:c1"], &[&"NX", &"PX", &30000u64]);
-        let plain = redis::cmd("SET").arg("q:id:é").arg("claim:c1").arg("NX").arg("PX").arg(30000u64).clone();
-        assert_eq!(claim.get_packed_command(), plain.get_packed_command());
-    }
 
     #[test]
     fn dead_letter_keeps_the_payload() {

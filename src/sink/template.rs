@@ -111,7 +111,7 @@ impl UrlTemplate {
             return Err(TemplateError("has {value} more than once".into()));
         }
         let template = UrlTemplate { before: before.to_owned(), after: after.to_owned() };
-        if !crate::paste::is_absolute_url(&template.expand("abc")) {
+        if !crate::sink::verdict::is_absolute_url(&template.expand("abc")) {
             return Err(TemplateError(format!("{text:?} does not make an absolute http(s) URL")));
         }
         Ok(template)
