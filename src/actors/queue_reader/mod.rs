@@ -49,9 +49,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt};
 use slog::{debug, error, info, warn, Logger};
 use tokio::sync::oneshot;
+
+mod id_gate;
+
+use id_gate::IdGate;
 
 use super::lookup::LookupActor;
 use super::{forward, LogLimiter};
@@ -89,8 +93,7 @@ pub struct QueueReader {
     /// delivered twice counts twice).
     entries: HashMap<Receipt, usize>,
     /// Ids being worked on; a second task with the same id is parked.
-    claimed: HashSet<String>,
-    parked: HashMap<String, Vec<Job>>,
+    ids: IdGate<Job>,
     /// Parsed, claimed, not yet checked against done records; and those whose
     /// check runs now. Work stays in the struct while a future works on it:
     /// a failure elsewhere cancels that future, and `restarting()` puts the
@@ -166,8 +169,7 @@ impl QueueReader {
             entries: HashMap::new(),
             in_flight_count: 0,
             ledger: list::Ledger::default(),
-            claimed: HashSet::new(),
-            parked: HashMap::new(),
+            ids: IdGate::default(),
             unchecked: Vec::new(),
             in_check: Vec::new(),
             elsewhere: Vec::new(),
@@ -235,7 +237,7 @@ impl QueueReader {
     /// What a heartbeat renews: the ids we claimed, and what we hold
     /// ([`Receipt::key`]s).
     fn beat_args(&self) -> (Vec<String>, Vec<Bytes>) {
-        let claimed = self.claimed.iter().cloned().collect();
+        let claimed = self.ids.ids().cloned().collect();
         let tokens = match self.settings.redis.mode {
             QueueMode::List => self.ledger.held().into_keys().collect(),
             QueueMode::Stream => self.entries.keys().map(Receipt::key).collect(),
@@ -475,12 +477,10 @@ impl QueueReader {
 
     /// One id is worked on once at a time: a second copy waits for the first.
     fn claim(&mut self, job: Job) {
-        if self.claimed.contains(&job.task.id) {
-            debug!(self.log, "same id already in flight; parked"; "task_id" => &job.task.id);
-            self.parked.entry(job.task.id.clone()).or_default().push(job);
-        } else {
-            self.claimed.insert(job.task.id.clone());
-            self.unchecked.push(job);
+        let id = job.task.id.clone();
+        match self.ids.admit(&id, job) {
+            Some(job) => self.unchecked.push(job),
+            None => debug!(self.log, "same id already in flight; parked"; "task_id" => id),
         }
     }
 
@@ -708,17 +708,8 @@ impl QueueReader {
     /// The first copy of an id is settled: the next parked copy takes the claim
     /// (its done record, if the first was published, makes it a duplicate).
     fn release_claim(&mut self, id: String) {
-        match self.parked.get_mut(&id) {
-            Some(waiting) if !waiting.is_empty() => {
-                let next = waiting.remove(0);
-                if waiting.is_empty() {
-                    self.parked.remove(&id);
-                }
-                self.unchecked.push(next);
-            }
-            _ => {
-                self.claimed.remove(&id);
-            }
+        if let Some(next) = self.ids.release(&id) {
+            self.unchecked.push(next);
         }
     }
 
