@@ -31,8 +31,6 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use slog::{debug, error, info, warn, Logger};
 
-use super::publisher::PublisherActor;
-use super::queue_reader::QueueReader;
 use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
 use crate::config::Settings;
@@ -45,8 +43,8 @@ pub struct LookupActor {
     settings: Arc<Settings>,
     log: Logger,
     metrics: Arc<Metrics>,
-    queue_reader: Addr<QueueReader>,
-    publisher: Addr<PublisherActor>,
+    settle: Recipient<Settle>,
+    publish: Recipient<Publish>,
     /// The lookup client (holds an awc client: built here, on this arbiter).
     db: Option<Rc<KeyLookup>>,
     pending: VecDeque<Job>,
@@ -66,16 +64,16 @@ impl LookupActor {
         settings: Arc<Settings>,
         log: Logger,
         metrics: Arc<Metrics>,
-        queue_reader: Addr<QueueReader>,
-        publisher: Addr<PublisherActor>,
+        settle: Recipient<Settle>,
+        publish: Recipient<Publish>,
         worker: usize,
     ) -> Self {
         LookupActor {
             log: log.new(slog::o!("actor" => "lookup", "worker" => worker)),
             settings,
             metrics,
-            queue_reader,
-            publisher,
+            settle,
+            publish,
             db: None,
             pending: VecDeque::new(),
             querying: false,
@@ -210,10 +208,10 @@ impl LookupActor {
                         }
                     }
                     if !hits.is_empty() {
-                        forward(&act.publisher, Publish(hits));
+                        forward(&act.publish, Publish(hits));
                     }
                     if !misses.is_empty() {
-                        forward(&act.queue_reader, Settle::new(misses));
+                        forward(&act.settle, Settle::new(misses));
                     }
                     act.maybe_query(ctx);
                 }

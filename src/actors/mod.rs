@@ -5,6 +5,9 @@
 //! - **State that a restart must not lose lives in the actor struct.** actix's
 //!   `Supervisor` reuses the struct; `restarting()` drops only connections and
 //!   flags of cancelled futures, and `started()` reconnects after a backoff.
+//! - **Actors know messages, not each other.** Each gets the `Recipient`s of
+//!   the messages it sends (wired in [`pipeline`]), so any of them can run
+//!   against a recording stand-in in a test.
 //! - **Hand-offs survive the sender's restart.** `ctx.stop()` cancels an
 //!   actor's futures, so tasks are handed on with [`forward`], a send awaited
 //!   in a task of its own. Backpressure comes from one place: the QueueReader
@@ -16,20 +19,16 @@ pub mod publisher;
 pub mod queue_reader;
 pub mod result_writer;
 
-use actix::dev::ToEnvelope;
-use actix::{Actor, Addr, Handler, Message};
+use actix::{Message, Recipient};
 
 use crate::messages::{Fence, FencePurpose, Fenced, Job};
-use queue_reader::QueueReader;
 
 /// Sends `msg` to `to`, awaiting the mailbox, in a task that outlives the
 /// calling actor's context. A closed mailbox means the receiver died of a
 /// panic, and the panic hook is already ending the process; the tasks stay in
 /// Redis and are taken again at the next start.
-pub fn forward<A, M>(to: &Addr<A>, msg: M)
+pub fn forward<M>(to: &Recipient<M>, msg: M)
 where
-    A: Actor + Handler<M>,
-    A::Context: ToEnvelope<A, M>,
     M: Message + Send + 'static,
     M::Result: Send,
 {
@@ -46,14 +45,10 @@ where
 /// as [`Fenced`] whatever happens to the asking actor's context meanwhile.
 /// No answer (the QueueReader is gone: the process is ending) comes as an
 /// empty one.
-pub fn ask_fence<A>(queue_reader: &Addr<QueueReader>, purpose: FencePurpose, jobs: Vec<Job>, me: Addr<A>)
-where
-    A: Actor + Handler<Fenced>,
-    A::Context: ToEnvelope<A, Fenced>,
-{
-    let queue_reader = queue_reader.clone();
+pub fn ask_fence(fence: &Recipient<Fence>, purpose: FencePurpose, jobs: Vec<Job>, me: Recipient<Fenced>) {
+    let fence = fence.clone();
     actix_rt::spawn(async move {
-        let answers = queue_reader.send(Fence { purpose, jobs }).await.unwrap_or_default();
+        let answers = fence.send(Fence { purpose, jobs }).await.unwrap_or_default();
         me.do_send(Fenced(answers));
     });
 }

@@ -30,7 +30,7 @@ use slog::{info, warn, Logger};
 use super::lookup::LookupActor;
 use super::publisher::PublisherActor;
 use super::queue_reader::{AttachLookups, QueueReader};
-use super::result_writer::ResultWriter;
+use super::result_writer::{ResultWriter, WriterOutlets};
 use crate::config::Settings;
 use crate::lease::LeaseClock;
 use crate::messages::{Drained, Release, StopIntake};
@@ -60,23 +60,35 @@ pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
         Supervisor::start(move |_| QueueReader::new(s, l, m, consumer, c))
     };
     let writer = {
-        let (s, l, m, q) = (settings.clone(), log.clone(), metrics.clone(), queue_reader.clone());
-        Supervisor::start(move |_| ResultWriter::new(s, l, m, q))
+        let (s, l, m) = (settings.clone(), log.clone(), metrics.clone());
+        let to = WriterOutlets {
+            settle: queue_reader.clone().recipient(),
+            recovered: queue_reader.clone().recipient(),
+            fence: queue_reader.clone().recipient(),
+        };
+        Supervisor::start(move |_| ResultWriter::new(s, l, m, to))
     };
     let mut arbiters = Vec::new();
     let publisher = {
-        let (s, l, m, w, q) = (settings.clone(), log.clone(), metrics.clone(), writer.clone(), queue_reader.clone());
-        let c = clock.clone();
+        let (s, l, m, c) = (settings.clone(), log.clone(), metrics.clone(), clock.clone());
+        let (record, settle, fence) =
+            (writer.clone().recipient(), queue_reader.clone().recipient(), queue_reader.clone().recipient());
         let arbiter = Arbiter::new();
-        let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| PublisherActor::new(s, l, m, w, q, c));
+        let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+            PublisherActor::new(s, l, m, record, settle, fence, c)
+        });
         arbiters.push(arbiter);
         addr
     };
     let mut lookups = Vec::new();
     for worker in 0..settings.lookup.workers {
         let arbiter = Arbiter::new();
-        let (s, l, m, q, p) = (settings.clone(), log.clone(), metrics.clone(), queue_reader.clone(), publisher.clone());
-        lookups.push(Supervisor::start_in_arbiter(&arbiter.handle(), move |_| LookupActor::new(s, l, m, q, p, worker)));
+        let (s, l, m) = (settings.clone(), log.clone(), metrics.clone());
+        let (settle, publish) = (queue_reader.clone().recipient(), publisher.clone().recipient());
+        let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+            LookupActor::new(s, l, m, settle, publish, worker)
+        });
+        lookups.push(addr.recipient());
         arbiters.push(arbiter);
     }
     queue_reader.send(AttachLookups(lookups)).await.map_err(|e| std::io::Error::other(e.to_string()))?;

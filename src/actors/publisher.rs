@@ -45,13 +45,13 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use slog::{error, info, warn, Logger};
 
-use super::queue_reader::QueueReader;
-use super::result_writer::ResultWriter;
 use super::{ask_fence, forward, LogLimiter};
 use crate::backoff::{full_jitter, Backoff};
 use crate::config::{PublisherKind, PublisherSettings, RateLimit, Settings};
 use crate::lease::{Act, LeaseClock};
-use crate::messages::{FenceAnswer, FencePurpose, Fenced, Found, Outcome, Publish, Published, Record, Settle, Settled};
+use crate::messages::{
+    Fence, FenceAnswer, FencePurpose, Fenced, Found, Outcome, Publish, Published, Record, Settle, Settled,
+};
 use crate::metrics::{Dependency, Metrics};
 use crate::multipart;
 use crate::sink::request::{pastebin_form, post_request};
@@ -77,8 +77,9 @@ pub struct PublisherActor {
     settings: Arc<Settings>,
     log: Logger,
     metrics: Arc<Metrics>,
-    writer: Addr<ResultWriter>,
-    queue_reader: Addr<QueueReader>,
+    record: Recipient<Record>,
+    settle: Recipient<Settle>,
+    fence_to: Recipient<Fence>,
     /// The POST to `publisher.url` with its fixed headers, built once with
     /// the HTTP client and sent once per attempt with each body: a request
     /// head per paste (a header map with room for 32 headers) was the largest
@@ -115,8 +116,9 @@ impl PublisherActor {
         settings: Arc<Settings>,
         log: Logger,
         metrics: Arc<Metrics>,
-        writer: Addr<ResultWriter>,
-        queue_reader: Addr<QueueReader>,
+        record: Recipient<Record>,
+        settle: Recipient<Settle>,
+        fence_to: Recipient<Fence>,
         clock: Arc<LeaseClock>,
     ) -> Self {
         let p = &settings.publisher;
@@ -133,8 +135,9 @@ impl PublisherActor {
             backoff: Backoff::new(p.backoff_base, p.backoff_max),
             settings,
             metrics,
-            writer,
-            queue_reader,
+            record,
+            settle,
+            fence_to,
             request: None,
             waiting: VecDeque::new(),
             delayed: Vec::new(),
@@ -217,7 +220,7 @@ impl PublisherActor {
         let batch = std::mem::take(&mut self.to_fence);
         let jobs = batch.iter().map(|j| j.found.job()).collect();
         self.fencing = Some(batch);
-        ask_fence(&self.queue_reader, FencePurpose::Publish, jobs, ctx.address());
+        ask_fence(&self.fence_to, FencePurpose::Publish, jobs, ctx.address().recipient());
     }
 
     fn wake_at(&mut self, ctx: &mut Context<Self>, at: Instant) {
@@ -363,7 +366,7 @@ impl PublisherActor {
                         delivery: job.found.delivery,
                         outcome: Outcome::Dead { error },
                     };
-                    forward(&self.queue_reader, Settle::new(vec![dead]));
+                    forward(&self.settle, Settle::new(vec![dead]));
                 } else {
                     let delay = full_jitter(self.p().backoff_base, self.p().backoff_max, job.rejections - 1);
                     warn!(self.log, "paste service rejected the document; will retry"; "task_id" => task_id,
@@ -378,7 +381,7 @@ impl PublisherActor {
     fn hand_on_results(&mut self) {
         self.record_scheduled = false;
         if !self.to_record.is_empty() {
-            forward(&self.writer, Record(std::mem::take(&mut self.to_record)));
+            forward(&self.record, Record(std::mem::take(&mut self.to_record)));
         }
     }
 

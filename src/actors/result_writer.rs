@@ -38,12 +38,13 @@ use actix::prelude::*;
 use slog::{error, info, warn, Logger};
 use tokio::sync::oneshot;
 
-use super::queue_reader::QueueReader;
 use super::{ask_fence, forward, LogLimiter};
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::failure::{classify_disk, Failure};
-use crate::messages::{FenceAnswer, FencePurpose, Fenced, Outcome, Published, Record, Recovered, Settle, Settled};
+use crate::messages::{
+    Fence, FenceAnswer, FencePurpose, Fenced, Outcome, Published, Record, Recovered, Settle, Settled,
+};
 use crate::metrics::{Dependency, Metrics};
 use crate::results::{write_checkpoint, Line, ResultsFile};
 
@@ -60,6 +61,14 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const GATHER: Duration = Duration::from_millis(4);
 const GATHER_FROM: usize = 32;
 
+/// Where the writer's messages go (all handled by the QueueReader in the
+/// daemon).
+pub struct WriterOutlets {
+    pub settle: Recipient<Settle>,
+    pub recovered: Recipient<Recovered>,
+    pub fence: Recipient<Fence>,
+}
+
 /// A written batch, waiting for Redis to confirm it settled.
 struct Written {
     seq: u64,
@@ -71,7 +80,7 @@ pub struct ResultWriter {
     settings: Arc<Settings>,
     log: Logger,
     metrics: Arc<Metrics>,
-    queue_reader: Addr<QueueReader>,
+    to: WriterOutlets,
     file: Option<ResultsFile>,
     buffer: Vec<Published>,
     /// A group commit is under way: fenced (`fencing` holds its batch) or written.
@@ -99,12 +108,12 @@ pub struct ResultWriter {
 }
 
 impl ResultWriter {
-    pub fn new(settings: Arc<Settings>, log: Logger, metrics: Arc<Metrics>, queue_reader: Addr<QueueReader>) -> Self {
+    pub fn new(settings: Arc<Settings>, log: Logger, metrics: Arc<Metrics>, to: WriterOutlets) -> Self {
         ResultWriter {
             log: log.new(slog::o!("actor" => "result_writer")),
             settings,
             metrics,
-            queue_reader,
+            to,
             file: None,
             buffer: Vec::new(),
             writing: false,
@@ -147,7 +156,7 @@ impl ResultWriter {
                     "lines_after_checkpoint" => unsettled.len());
                 if !act.reported {
                     act.reported = true;
-                    forward(&act.queue_reader, Recovered { lines: unsettled, file_id: file.id().to_owned() });
+                    forward(&act.to.recovered, Recovered { lines: unsettled, file_id: file.id().to_owned() });
                 }
                 act.file = Some(file);
                 act.metrics.up(Dependency::Disk);
@@ -188,7 +197,7 @@ impl ResultWriter {
         let batch = std::mem::take(&mut self.buffer);
         let jobs = batch.iter().map(|p| p.found.job()).collect();
         self.fencing = Some(batch);
-        ask_fence(&self.queue_reader, FencePurpose::Write, jobs, ctx.address());
+        ask_fence(&self.to.fence, FencePurpose::Write, jobs, ctx.address().recipient());
     }
 
     /// Writes and fsyncs a fenced batch on a blocking thread, then settles it.
@@ -261,10 +270,10 @@ impl ResultWriter {
             })
             .collect();
         let (tx, rx) = oneshot::channel();
-        let queue_reader = self.queue_reader.clone();
+        let settle_to = self.to.settle.clone();
         let me = ctx.address();
         actix_rt::spawn(async move {
-            if queue_reader.send(Settle { items, durable: Some(tx) }).await.is_ok() && rx.await.is_ok() {
+            if settle_to.send(Settle { items, durable: Some(tx) }).await.is_ok() && rx.await.is_ok() {
                 let _ = me.send(BatchSettled(seq)).await;
             }
         });

@@ -57,7 +57,6 @@ mod id_gate;
 
 use id_gate::IdGate;
 
-use super::lookup::LookupActor;
 use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
 use crate::config::{redact_url, QueueMode, Settings};
@@ -80,7 +79,7 @@ pub struct QueueReader {
     log: Logger,
     metrics: Arc<Metrics>,
     consumer: String,
-    lookups: Vec<Addr<LookupActor>>,
+    lookups: Vec<Recipient<Lookup>>,
     next_lookup: usize,
     /// `None` while disconnected.
     queue: Option<Queue>,
@@ -773,7 +772,7 @@ impl Supervised for QueueReader {
 /// The lookup pool, given once it exists (it needs our address first).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct AttachLookups(pub Vec<Addr<LookupActor>>);
+pub struct AttachLookups(pub Vec<Recipient<Lookup>>);
 
 impl Handler<AttachLookups> for QueueReader {
     type Result = ();
