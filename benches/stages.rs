@@ -16,10 +16,11 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use device_lookup::config::QueueMode;
 use device_lookup::config::{PublisherSettings, Settings};
 use device_lookup::db::{Db, KeyLookup};
 use device_lookup::messages::{Outcome, Settled};
-use device_lookup::queue::list::Ledger;
+use device_lookup::queue::Holdings;
 use device_lookup::queue::{Check, Queue};
 use device_lookup::sink::request::{pastebin_form, post_request};
 use device_lookup::sink::verdict::{classify_pastebin, Verdict};
@@ -74,10 +75,10 @@ async fn redis_stage(settings: &Settings, tasks: usize) -> Duration {
     }
     let started = Instant::now();
     let mut done = 0;
-    let mut ledger = Ledger::default();
+    let mut holdings = Holdings::new(QueueMode::List);
     while done < tasks {
         let taken = q.fetch(256).await.expect("fetch");
-        ledger.took(&taken);
+        holdings.took(&taken);
         let ids: Vec<String> = taken.iter().map(|d| d.parse().expect("valid task").id).collect();
         let checks = q.check(&ids, "bench").await.expect("check");
         assert!(checks.iter().all(|c| *c == Check::Mine));
@@ -92,8 +93,8 @@ async fn redis_stage(settings: &Settings, tasks: usize) -> Duration {
             })
             .collect();
         done += batch.len();
-        q.run(q.settle_pipeline(&batch, &ledger, |_| true)).await.expect("settle");
-        ledger.settled(&batch);
+        q.run(q.settle_pipeline(&batch, &holdings)).await.expect("settle");
+        holdings.settled(&batch);
     }
     started.elapsed()
 }

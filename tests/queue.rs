@@ -10,10 +10,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
+use device_lookup::config::QueueMode;
 use device_lookup::config::Settings;
 use device_lookup::lease::Fenced;
 use device_lookup::messages::{Delivery, FencePurpose, Outcome, Settled};
-use device_lookup::queue::list::Ledger;
+use device_lookup::queue::Holdings;
 use device_lookup::queue::{Check, Queue};
 use redis::Commands;
 use support::*;
@@ -66,11 +67,11 @@ async fn fetch_settle_reconcile_and_the_idle_wait() {
         let _: () = conn.lpush(QUEUE, payload(i)).unwrap();
     }
     let q = Queue::connect(&s.redis, CONSUMER).await.unwrap();
-    let mut ledger = Ledger::default();
+    let mut holdings = Holdings::new(QueueMode::List);
 
     // First in, first out; the fetch is one entry of the processing hash.
     let first = q.fetch(4).await.unwrap();
-    ledger.took(&first);
+    holdings.took(&first);
     assert_eq!(payloads(&first), (0..4).map(payload).collect::<Vec<_>>());
     assert_eq!(conn.hkeys::<_, Vec<String>>(&processing).unwrap(), vec![field(&first[0])]);
     assert_eq!(fetch_entry(&mut conn, &field(&first[0])), payloads(&first));
@@ -78,8 +79,8 @@ async fn fetch_settle_reconcile_and_the_idle_wait() {
 
     // Settling part of a fetch records which tasks are settled next to it.
     let some = [not_found(&first[0]), not_found(&first[1])];
-    q.run(q.settle_pipeline(&some, &ledger, |_| true)).await.unwrap();
-    ledger.settled(&some);
+    q.run(q.settle_pipeline(&some, &holdings)).await.unwrap();
+    holdings.settled(&some);
     assert_eq!(conn.hlen::<_, usize>(&processing).unwrap(), 2, "the fetch and its mask");
 
     // A fetch whose reply was lost: a reconcile puts back the fetches we do
@@ -89,14 +90,14 @@ async fn fetch_settle_reconcile_and_the_idle_wait() {
     let (returned, _) = q.reconcile(&ours).await.unwrap();
     assert_eq!(returned, 2);
     let next = q.fetch(2).await.unwrap();
-    ledger.took(&next);
+    holdings.took(&next);
     assert_eq!(payloads(&next), payloads(&lost));
     assert_ne!(field(&next[0]), field(&lost[0]), "numbers are never given twice, even to tasks that came back");
 
     // The last task of a fetch settled removes it, with its mask.
     let rest = [not_found(&first[2]), not_found(&first[3]), not_found(&next[0])];
-    q.run(q.settle_pipeline(&rest, &ledger, |_| true)).await.unwrap();
-    ledger.settled(&rest);
+    q.run(q.settle_pipeline(&rest, &holdings)).await.unwrap();
+    holdings.settled(&rest);
     let mut keys: Vec<String> = conn.hkeys(&processing).unwrap();
     keys.sort();
     let n = &field(&next[0])[1..];
@@ -182,7 +183,7 @@ async fn the_id_record_from_claim_to_done() {
         settled("ours-before", Outcome::NotFound),
         settled("miss", Outcome::NotFound),
     ];
-    q.run(q.settle_pipeline(&batch, &Ledger::default(), |_| true)).await.unwrap();
+    q.run(q.settle_pipeline(&batch, &Holdings::new(QueueMode::List))).await.unwrap();
     let done: String = conn.get(record("fresh")).unwrap();
     assert_eq!(done, "done:http://paste/2");
     let ttl: i64 = conn.ttl(record("fresh")).unwrap();

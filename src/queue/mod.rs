@@ -23,10 +23,12 @@
 //!
 //! Every key's layout is written in one place, [`keys`].
 
+pub mod holdings;
 pub mod keys;
 pub mod list;
 pub mod stream;
 
+pub use holdings::Holdings;
 pub use keys::{heartbeat_key, write_value, Keys};
 
 use std::collections::HashMap;
@@ -346,18 +348,11 @@ impl Queue {
     /// The transaction that settles a batch: the tasks leave the queue in the
     /// same MULTI that writes their dead letters and done records and drops
     /// their claims. Built apart from running it, so the batch stays with its
-    /// owner. List mode works out what leaves the processing hash from
-    /// `ledger`, which records the batch once the transaction succeeded
-    /// ([`list::Ledger::settled`]); stream mode has no use for it.
-    /// `holds` says whether we still hold a task: one we hold no more (it is
-    /// another consumer's now) keeps its place in the queue, and only its done
-    /// record is written (its line is on disk).
-    pub fn settle_pipeline(
-        &self,
-        batch: &[Settled],
-        ledger: &list::Ledger,
-        holds: impl Fn(&Receipt) -> bool,
-    ) -> redis::Pipeline {
+    /// owner; `holdings` records the batch once the transaction succeeded
+    /// ([`Holdings::settled`]). A task we hold no more (it is another
+    /// consumer's now) keeps its place in the queue, and only its done record
+    /// is written (its line is on disk).
+    pub fn settle_pipeline(&self, batch: &[Settled], holdings: &Holdings) -> redis::Pipeline {
         let c = self.common();
         // A command per task, plus the transaction's and the batch's own.
         let mut pipe = redis::Pipeline::with_capacity(batch.len() + 4);
@@ -375,7 +370,7 @@ impl Queue {
                 pipe.lpush(&c.keys.dead, dead_letter(s, error, &c.consumer)).ignore();
             }
             if let (Queue::Stream(q), Receipt::Stream(id)) = (self, &s.delivery.receipt) {
-                if holds(&s.delivery.receipt) {
+                if holdings.holds(&s.delivery.receipt) {
                     q.ack(&mut pipe, id);
                 }
             }
@@ -383,7 +378,7 @@ impl Queue {
         if !release.is_empty() {
             pipe.cmd("EVAL").arg(RELEASE).arg(release.len()).arg(&release).arg(&*c.consumer).ignore();
         }
-        if let Queue::List(q) = self {
+        if let (Queue::List(q), Some(ledger)) = (self, holdings.ledger()) {
             q.settle(&mut pipe, batch, ledger);
         }
         pipe

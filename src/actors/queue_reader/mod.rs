@@ -35,7 +35,7 @@
 //! wait in the struct and are retried after reconnecting.
 //!
 //! **A restart resets** the connections and the flags of the cancelled
-//! futures. It keeps the in-flight set, the ledger of fetches, the claims,
+//! futures. It keeps the in-flight set, what it holds (`queue::Holdings`), the claims,
 //! the lease clock, everything pending, the backoff, the log limiter and the
 //! counters. On every connect, fetches found in
 //! our processing hash that we do not hold (their reply was lost, or, under a
@@ -49,7 +49,6 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
-use foldhash::{HashMap, HashMapExt};
 use slog::{debug, error, info, warn, Logger};
 use tokio::sync::oneshot;
 
@@ -59,7 +58,7 @@ use id_gate::IdGate;
 
 use super::{forward, LogLimiter};
 use crate::backoff::Backoff;
-use crate::config::{redact_url, QueueMode, Settings};
+use crate::config::{redact_url, Settings};
 use crate::failure::{classify_redis_error, Failure};
 use crate::lease::{Confirmed, Fenced, LeaseClock};
 use crate::messages::{
@@ -67,7 +66,7 @@ use crate::messages::{
     StopIntake,
 };
 use crate::metrics::{Dependency, Metrics, TaskOutcome};
-use crate::queue::{list, Beat, Check, Queue};
+use crate::queue::{Beat, Check, Holdings, Queue};
 
 /// How often intake looks again while it is paused for a failing dependency.
 const PAUSED_POLL: Duration = Duration::from_millis(200);
@@ -85,12 +84,8 @@ pub struct QueueReader {
     queue: Option<Queue>,
 
     in_flight_count: usize,
-    /// List mode: the fetches we hold in our processing hash, and which of
-    /// their tasks are settled (see [`list::Ledger`]).
-    ledger: list::Ledger,
-    /// Stream mode: the receipts of the entries we hold (a multiset: an entry
-    /// delivered twice counts twice).
-    entries: HashMap<Receipt, usize>,
+    /// What we hold in Redis: list mode's fetches, stream mode's entries.
+    holdings: Holdings,
     /// Ids being worked on; a second task with the same id is parked.
     ids: IdGate<Job>,
     /// Parsed, claimed, not yet checked against done records; and those whose
@@ -152,6 +147,7 @@ impl QueueReader {
     ) -> Self {
         let log = log.new(slog::o!("actor" => "queue_reader", "consumer" => consumer.clone()));
         QueueReader {
+            holdings: Holdings::new(settings.redis.mode),
             clock,
             file_id: String::new(),
             beating: false,
@@ -165,9 +161,7 @@ impl QueueReader {
             lookups: Vec::new(),
             next_lookup: 0,
             queue: None,
-            entries: HashMap::new(),
             in_flight_count: 0,
-            ledger: list::Ledger::default(),
             ids: IdGate::default(),
             unchecked: Vec::new(),
             in_check: Vec::new(),
@@ -237,10 +231,7 @@ impl QueueReader {
     /// ([`Receipt::key`]s).
     fn beat_args(&self) -> (Vec<String>, Vec<Bytes>) {
         let claimed = self.ids.ids().cloned().collect();
-        let tokens = match self.settings.redis.mode {
-            QueueMode::List => self.ledger.held().into_keys().collect(),
-            QueueMode::Stream => self.entries.keys().map(Receipt::key).collect(),
-        };
+        let tokens = self.holdings.held().into_keys().collect();
         (claimed, tokens)
     }
 
@@ -275,14 +266,7 @@ impl QueueReader {
             }
         }
         for token in &beat.lost {
-            match self.settings.redis.mode {
-                QueueMode::List => self.ledger.forget(token),
-                QueueMode::Stream => {
-                    if let Ok(id) = std::str::from_utf8(token) {
-                        self.entries.remove(&Receipt::Stream(id.to_owned()));
-                    }
-                }
-            }
+            self.holdings.forget(token);
         }
         if beat.requeued > 0 {
             info!(self.log, "returned tasks of a dead consumer to the queue"; "tasks" => beat.requeued);
@@ -306,10 +290,7 @@ impl QueueReader {
 
     /// Whether we still hold this task in Redis.
     fn holds(&self, receipt: &Receipt) -> bool {
-        match receipt {
-            Receipt::List { .. } => self.ledger.holds(receipt),
-            Receipt::Stream(_) => self.entries.contains_key(receipt),
-        }
+        self.holdings.holds(receipt)
     }
 
     /// Tasks another consumer took over, back from wherever they were: they
@@ -332,10 +313,7 @@ impl QueueReader {
     /// What we hold in Redis, by [`Receipt::key`], with how many tasks each:
     /// list mode's fetches, stream mode's entries.
     fn held(&self) -> std::collections::HashMap<Bytes, usize> {
-        match self.settings.redis.mode {
-            QueueMode::List => self.ledger.held(),
-            QueueMode::Stream => self.entries.iter().map(|(r, n)| (r.key(), *n)).collect(),
-        }
+        self.holdings.held()
     }
 
     /// How many more tasks intake may take now.
@@ -448,12 +426,9 @@ impl QueueReader {
         debug!(self.log, "took tasks"; "count" => items.len());
         self.in_flight_count += items.len();
         self.metrics.in_flight.store(self.in_flight_count as u64, Ordering::Relaxed);
-        self.ledger.took(&items);
+        self.holdings.took(&items);
         let max_deliveries = self.settings.redis.max_deliveries;
         for delivery in items {
-            if let Receipt::Stream(_) = delivery.receipt {
-                *self.entries.entry(delivery.receipt.clone()).or_default() += 1;
-            }
             if delivery.deliveries > max_deliveries {
                 let error = format!("delivered {} times without a final outcome", delivery.deliveries);
                 warn!(self.log, "task keeps coming back; dead-lettered"; "deliveries" => delivery.deliveries);
@@ -600,7 +575,7 @@ impl QueueReader {
         self.settling = true;
         self.in_settle = keep;
         self.in_settle_waiters = std::mem::take(&mut self.durable_waiters);
-        let pipe = q.settle_pipeline(&self.in_settle, &self.ledger, |r| self.holds(r));
+        let pipe = q.settle_pipeline(&self.in_settle, &self.holdings);
         let fut = async move { q.run(pipe).await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.settling = false;
@@ -611,7 +586,7 @@ impl QueueReader {
                         let _ = w.send(());
                     }
                     let batch = std::mem::take(&mut act.in_settle);
-                    act.ledger.settled(&batch);
+                    act.holdings.settled(&batch);
                     act.settled(batch);
                     act.kick(ctx);
                 }
@@ -624,12 +599,6 @@ impl QueueReader {
     fn settled(&mut self, batch: Vec<Settled>) {
         let n = batch.len();
         for s in batch {
-            if let Some(count) = self.entries.get_mut(&s.delivery.receipt) {
-                *count -= 1;
-                if *count == 0 {
-                    self.entries.remove(&s.delivery.receipt);
-                }
-            }
             let took = s.delivery.taken_at.elapsed();
             self.metrics.count(s.outcome.kind(), 1);
             self.metrics.task_seconds.observe_duration(took);
