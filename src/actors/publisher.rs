@@ -8,10 +8,10 @@
 //! [`crate::sink::verdict::classify_redirect`] (redirects are not followed), then
 //! [`crate::sink::verdict::classify_pastebin`] or [`crate::sink::verdict::classify_http`], and
 //! acted on:
-//! published -> [`Record`] to the ResultWriter; transient -> the whole
-//! publisher pauses with full-jitter backoff, then probes with one request at
-//! a time until one succeeds (a circuit breaker, half-open); over quota ->
-//! pause for `Retry-After` or `publisher.quota_cooldown`; refused -> pause for
+//! published -> [`Record`] to the ResultWriter, and the [`Circuit`] closes;
+//! transient -> the circuit opens for a backoff, then probes with one request
+//! at a time until one succeeds (half-open); over quota -> open for
+//! `Retry-After` or `publisher.quota_cooldown`; refused -> open for
 //! `publisher.refused_retry`, report not ready, and the QueueReader stops
 //! intake; rejected -> the task's own failure, retried until
 //! `publisher.max_attempts`, then settled as dead.
@@ -31,7 +31,7 @@
 //! in `waiting`, `delayed` or `active` in the struct.
 //!
 //! **A restart resets** the HTTP client. The jobs (those being fenced too),
-//! the rate limiter's state, the pause, the failure counts and the log
+//! the rate limiter's state, the circuit, the failure counts and the log
 //! limiter stay.
 
 use std::collections::VecDeque;
@@ -54,6 +54,7 @@ use crate::messages::{
 };
 use crate::metrics::{Dependency, Metrics};
 use crate::multipart;
+use crate::sink::circuit::Circuit;
 use crate::sink::request::{pastebin_form, post_request};
 use crate::sink::verdict::{
     classify_http, classify_pastebin, classify_redirect, parse_retry_after, webhook_url, PastebinForm, Verdict,
@@ -93,7 +94,8 @@ pub struct PublisherActor {
     delayed: Vec<(Instant, Job)>,
     active: HashMap<u64, Job>,
     next_request: u64,
-    paused_until: Option<Instant>,
+    /// Whether to send at all: closed, paused (open), or probing (half-open).
+    circuit: Circuit,
     wake: Option<SpawnHandle>,
     /// Published results not yet handed to the ResultWriter: those answered
     /// within one turn of the event loop go together, one message per turn
@@ -143,7 +145,7 @@ impl PublisherActor {
             delayed: Vec::new(),
             active: HashMap::new(),
             next_request: 0,
-            paused_until: None,
+            circuit: Circuit::Closed,
             wake: None,
             to_record: Vec::new(),
             record_scheduled: false,
@@ -161,12 +163,10 @@ impl PublisherActor {
         if self.request.is_none() {
             return;
         }
-        if let Some(until) = self.paused_until {
-            if until > now {
-                return self.wake_at(ctx, until);
-            }
-            self.paused_until = None;
-        }
+        let concurrency = match self.circuit.permits(now, self.p().concurrency) {
+            Ok(n) => n,
+            Err(until) => return self.wake_at(ctx, until),
+        };
         // Rejected jobs whose delay is over join the line again.
         let mut i = 0;
         while i < self.delayed.len() {
@@ -177,8 +177,6 @@ impl PublisherActor {
                 i += 1;
             }
         }
-        // Half-open: while the service is failing, one request probes it.
-        let concurrency = if self.backoff.failures() > 0 { 1 } else { self.p().concurrency };
         while self.active.len() < concurrency && !self.waiting.is_empty() {
             let epoch = self.waiting.front().expect("checked non-empty").found.delivery.lease_epoch;
             if self.clock.decide(epoch) == Act::Revalidate {
@@ -313,6 +311,7 @@ impl PublisherActor {
                 }
                 self.backoff.reset();
                 self.log_limit.reset();
+                self.circuit.close();
                 self.metrics.up(Dependency::PasteService);
                 self.to_record.push(Published { found: job.found, url });
                 if !self.record_scheduled {
@@ -323,7 +322,7 @@ impl PublisherActor {
             Verdict::Transient(reason) => {
                 self.waiting.push_front(job);
                 let delay = self.backoff.next_delay();
-                self.pause(delay);
+                self.circuit.open(Instant::now() + delay, true);
                 self.metrics.retry(Dependency::PasteService, "transient");
                 self.metrics.down(Dependency::PasteService, reason.clone());
                 if let Some(suppressed) = self.log_limit.allow(Duration::from_secs(10)) {
@@ -339,7 +338,7 @@ impl PublisherActor {
             Verdict::OverQuota { retry_after, reason } => {
                 self.waiting.push_front(job);
                 let delay = retry_after.unwrap_or(self.p().quota_cooldown);
-                self.pause(delay);
+                self.circuit.open(Instant::now() + delay, false);
                 self.metrics.retry(Dependency::PasteService, "quota");
                 self.metrics.down(Dependency::PasteService, format!("over quota: {reason}"));
                 warn!(self.log, "paste service quota reached; publishing paused"; "task_id" => task_id,
@@ -348,7 +347,7 @@ impl PublisherActor {
             Verdict::Refused(reason) => {
                 self.waiting.push_front(job);
                 let delay = self.p().refused_retry;
-                self.pause(delay);
+                self.circuit.open(Instant::now() + delay, false);
                 self.metrics.retry(Dependency::PasteService, "refused");
                 self.metrics.refused(format!("refused: {reason}"));
                 error!(self.log, "paste service refuses us: check publisher.api_dev_key / api_user_key; \
@@ -383,11 +382,6 @@ impl PublisherActor {
         if !self.to_record.is_empty() {
             forward(&self.record, Record(std::mem::take(&mut self.to_record)));
         }
-    }
-
-    fn pause(&mut self, delay: Duration) {
-        let until = Instant::now() + delay;
-        self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
     }
 }
 
