@@ -766,36 +766,10 @@ fn duration_at_least(key: &str, value: &str, min: Duration) -> Result<Duration, 
 
 /// Parses `"500ms"`, `"1s"`, `"1m"`, `"24h"`, `"7d"`; also sums like `"1h30m"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("expected a duration such as \"500ms\", \"1s\", \"1m\" or \"24h\", got {text:?}");
-    let s = text.trim();
-    if s.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total = unit
-            .checked_mul(u32::try_from(n).map_err(|_| bad())?)
-            .and_then(|d| total.checked_add(d))
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
+    // humantime's units: ms, s, m (minutes), h, d, w, M (months), y;
+    // sums such as "1h30m" or "1h 30m", and fractions ("1.5s"); no signs.
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("expected a duration such as \"500ms\", \"1s\", \"1m\" or \"24h\", got {text:?} ({e})"))
 }
 
 /// A URL with its password replaced by `***`, for logs and reports.
@@ -905,7 +879,11 @@ url_template = "https://paste.example/{value}"
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        for bad in ["", "1", "s", "1x", "-1s", "1.5s", "1 s", "99999999999h"] {
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration(" 1w "), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "1", "s", "1x", "-1s", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
     }
