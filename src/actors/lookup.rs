@@ -26,13 +26,13 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use slog::{debug, error, info, warn, Logger};
 
-use super::{forward, LogLimiter};
-use crate::backoff::Backoff;
+use super::forward;
+use super::reconnect::Reconnect;
 use crate::config::Settings;
 use crate::db::{Db, DbError, KeyLookup};
 use crate::failure::{classify_clickhouse, Failure};
@@ -53,10 +53,7 @@ pub struct LookupActor {
     flush_timer: Option<(SpawnHandle, Instant)>,
     /// The latest tasks came while the queue had a backlog.
     backlog: bool,
-    backoff: Backoff,
-    last_failure: Failure,
-    restarted: bool,
-    log_limit: LogLimiter,
+    reconnect: Reconnect,
 }
 
 impl LookupActor {
@@ -79,10 +76,7 @@ impl LookupActor {
             querying: false,
             flush_timer: None,
             backlog: false,
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
-            last_failure: Failure::Unavailable,
-            restarted: false,
-            log_limit: LogLimiter::default(),
+            reconnect: Reconnect::new(Dependency::ClickHouse),
         }
     }
 
@@ -98,7 +92,7 @@ impl LookupActor {
                 // While a failure streak lasts, a connect is no news.
                 let kv = slog::o!("version" => db.version.clone(), "ipv4_column" => format!("{:?}", plan.column),
                     "table" => db.table_ref(), "prewhere" => plan.prewhere, "block_cache" => plan.block_cache);
-                if act.backoff.failures() == 0 {
+                if !act.reconnect.failing() {
                     info!(act.log.new(kv), "connected to ClickHouse");
                 } else {
                     debug!(act.log.new(kv), "connected to ClickHouse");
@@ -117,10 +111,7 @@ impl LookupActor {
             DbError::Unavailable(message) => classify_clickhouse(message),
             DbError::Schema(_) => Failure::Misconfigured,
         };
-        self.last_failure = failure;
-        self.metrics.down(Dependency::ClickHouse, e.to_string());
-        self.metrics.retry(Dependency::ClickHouse, failure.label());
-        if let Some(suppressed) = self.log_limit.allow(Duration::from_secs(10)) {
+        if let Some(suppressed) = self.reconnect.failed(&self.metrics, failure, e.to_string()) {
             if failure == Failure::Misconfigured {
                 error!(self.log, "ClickHouse refuses the lookup; fix the configuration or run `seed`. Lookups wait";
                     "error" => %e, "pending" => self.pending.len(), "similar_errors_suppressed" => suppressed);
@@ -184,11 +175,9 @@ impl LookupActor {
             act.querying = false;
             match res {
                 Ok(found) => {
-                    if act.backoff.failures() > 0 {
+                    if act.reconnect.succeeded() {
                         info!(act.log, "ClickHouse answers lookups again");
                     }
-                    act.backoff.reset();
-                    act.log_limit.reset();
                     act.metrics.up(Dependency::ClickHouse);
                     act.metrics.lookup_seconds.observe_duration(started.elapsed());
                     act.metrics.lookup_batch_size.observe(devices as f64);
@@ -226,11 +215,7 @@ impl Actor for LookupActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let delay = if self.restarted {
-            self.backoff.next_delay_capped(self.last_failure.max_backoff())
-        } else {
-            Duration::ZERO
-        };
+        let delay = self.reconnect.delay();
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
 }
@@ -240,7 +225,6 @@ impl Supervised for LookupActor {
         self.db = None;
         self.querying = false;
         self.flush_timer = None;
-        self.restarted = true;
     }
 }
 

@@ -17,6 +17,7 @@ pub mod lookup;
 pub mod pipeline;
 pub mod publisher;
 pub mod queue_reader;
+pub mod reconnect;
 pub mod result_writer;
 
 use actix::{Message, Recipient};

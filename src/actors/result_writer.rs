@@ -38,8 +38,8 @@ use actix::prelude::*;
 use slog::{error, info, warn, Logger};
 use tokio::sync::oneshot;
 
-use super::{ask_fence, forward, LogLimiter};
-use crate::backoff::Backoff;
+use super::reconnect::Reconnect;
+use super::{ask_fence, forward};
 use crate::config::Settings;
 use crate::failure::{classify_disk, Failure};
 use crate::messages::{
@@ -101,10 +101,7 @@ pub struct ResultWriter {
     checkpoint_timer: Option<SpawnHandle>,
     /// While set, the next group commit waits for more lines ([`GATHER`]).
     gather_timer: Option<SpawnHandle>,
-    backoff: Backoff,
-    last_failure: Failure,
-    restarted: bool,
-    log_limit: LogLimiter,
+    reconnect: Reconnect,
 }
 
 impl ResultWriter {
@@ -127,10 +124,7 @@ impl ResultWriter {
             last_checkpoint: None,
             checkpoint_timer: None,
             gather_timer: None,
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
-            last_failure: Failure::Unavailable,
-            restarted: false,
-            log_limit: LogLimiter::default(),
+            reconnect: Reconnect::new(Dependency::Disk),
         }
     }
 
@@ -168,10 +162,7 @@ impl ResultWriter {
 
     fn fail(&mut self, ctx: &mut Context<Self>, during: &'static str, e: std::io::Error) {
         let failure = classify_disk(&e);
-        self.last_failure = failure;
-        self.metrics.down(Dependency::Disk, format!("{during}: {e}"));
-        self.metrics.retry(Dependency::Disk, failure.label());
-        if let Some(suppressed) = self.log_limit.allow(Duration::from_secs(10)) {
+        if let Some(suppressed) = self.reconnect.failed(&self.metrics, failure, format!("{during}: {e}")) {
             let path = self.settings.output.path.display().to_string();
             if failure == Failure::Misconfigured {
                 error!(self.log, "cannot write the results file; fix its path or permissions"; "path" => path,
@@ -228,11 +219,9 @@ impl ResultWriter {
             match (file, res) {
                 (Some(file), Ok(end)) => {
                     act.file = Some(file);
-                    if act.backoff.failures() > 0 {
+                    if act.reconnect.succeeded() {
                         info!(act.log, "results file written again");
                     }
-                    act.backoff.reset();
-                    act.log_limit.reset();
                     act.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
                     let loaded = batch.len() >= GATHER_FROM;
                     act.settle(ctx, batch, end);
@@ -358,11 +347,7 @@ impl Actor for ResultWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let delay = if self.restarted {
-            self.backoff.next_delay_capped(self.last_failure.max_backoff())
-        } else {
-            Duration::ZERO
-        };
+        let delay = self.reconnect.delay();
         ctx.run_later(delay, |act, ctx| act.open(ctx));
     }
 }
@@ -376,7 +361,6 @@ impl Supervised for ResultWriter {
         self.checkpoint_timer = None;
         self.gather_timer = None;
         self.checkpoint_dirty = true;
-        self.restarted = true;
     }
 }
 

@@ -56,8 +56,8 @@ mod id_gate;
 
 use id_gate::IdGate;
 
-use super::{forward, LogLimiter};
-use crate::backoff::Backoff;
+use super::forward;
+use super::reconnect::Reconnect;
 use crate::config::{redact_url, Settings};
 use crate::failure::{classify_redis_error, Failure};
 use crate::lease::{Confirmed, Fenced, LeaseClock};
@@ -116,11 +116,7 @@ pub struct QueueReader {
     intake_open: bool,
     intake_timer: Option<SpawnHandle>,
     drain_waiters: Vec<oneshot::Sender<()>>,
-    backoff: Backoff,
-    last_failure: Failure,
-    /// True once a connection was lost, so the next connect reconciles.
-    reconnecting: bool,
-    log_limit: LogLimiter,
+    reconnect: Reconnect,
     /// Until when what we hold is proven ours; shared with the publisher.
     clock: Arc<LeaseClock>,
     /// The results file's id, from [`Recovered`]: names our write records.
@@ -153,7 +149,6 @@ impl QueueReader {
             beating: false,
             fences: VecDeque::new(),
             in_fence: None,
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
             settings,
             log,
             metrics,
@@ -181,9 +176,7 @@ impl QueueReader {
             intake_open: true,
             intake_timer: None,
             drain_waiters: Vec::new(),
-            last_failure: Failure::Unavailable,
-            reconnecting: false,
-            log_limit: LogLimiter::default(),
+            reconnect: Reconnect::new(Dependency::Redis),
         }
     }
 
@@ -211,13 +204,12 @@ impl QueueReader {
                     "queue" => act.settings.redis.queue.clone(),
                     "mode" => format!("{:?}", act.settings.redis.mode),
                     "lost_fetches" => reconciled);
-                if act.backoff.failures() == 0 {
+                if !act.reconnect.failing() {
                     info!(act.log.new(kv), "connected to Redis");
                 } else {
                     debug!(act.log.new(kv), "connected to Redis");
                 }
                 act.queue = Some(q);
-                act.reconnecting = false;
                 act.metrics.up(Dependency::Redis);
                 act.take(lost);
                 act.start_heartbeat(ctx);
@@ -336,10 +328,7 @@ impl QueueReader {
     /// A Redis error: pause, and let the supervisor restart us to reconnect.
     fn fail(&mut self, ctx: &mut Context<Self>, during: &'static str, e: redis::RedisError) {
         let failure = classify_redis_error(&e);
-        self.last_failure = failure;
-        self.metrics.down(Dependency::Redis, format!("{during}: {e}"));
-        self.metrics.retry(Dependency::Redis, failure.label());
-        if let Some(suppressed) = self.log_limit.allow(Duration::from_secs(10)) {
+        if let Some(suppressed) = self.reconnect.failed(&self.metrics, failure, format!("{during}: {e}")) {
             if failure == Failure::Misconfigured {
                 error!(self.log, "Redis refuses our commands; fix the configuration. Intake paused";
                     "during" => during, "error" => %e, "similar_errors_suppressed" => suppressed);
@@ -350,7 +339,6 @@ impl QueueReader {
             }
         }
         self.queue = None;
-        self.reconnecting = true;
         ctx.stop();
     }
 
@@ -615,11 +603,9 @@ impl QueueReader {
 
     /// Real work done in Redis: the failure streak is over.
     fn succeeded(&mut self) {
-        if self.backoff.failures() > 0 {
+        if self.reconnect.succeeded() {
             info!(self.log, "Redis answers again");
         }
-        self.backoff.reset();
-        self.log_limit.reset();
     }
 
     /// Runs the next fence request: asks Redis, for each of its tasks,
@@ -699,11 +685,7 @@ impl Actor for QueueReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let delay = if self.reconnecting {
-            self.backoff.next_delay_capped(self.last_failure.max_backoff())
-        } else {
-            Duration::ZERO
-        };
+        let delay = self.reconnect.delay();
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
 }
@@ -734,7 +716,6 @@ impl Supervised for QueueReader {
         // Ids waiting on another consumer are checked again after reconnecting.
         let elsewhere = std::mem::take(&mut self.elsewhere);
         self.unchecked.extend(elsewhere);
-        self.reconnecting = true;
     }
 }
 
