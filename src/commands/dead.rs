@@ -186,17 +186,29 @@ fn confirm(what: &str, yes: bool) -> Result<bool, CommandError> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-pub async fn retry(s: &Settings, selection: Selection, yes: bool) -> Result<(), CommandError> {
+/// The entries a destructive command is to act on, once confirmed: `None`
+/// when there are none or the operator declined (both said on stdout).
+async fn chosen(
+    s: &Settings,
+    selection: &Selection,
+    yes: bool,
+    verb: &str,
+) -> Result<Option<(MultiplexedConnection, Vec<Entry>)>, CommandError> {
     let mut conn = connect(s).await?;
-    let chosen = select(&snapshot(&mut conn, s).await?, &selection, SystemTime::now())?;
+    let chosen = select(&snapshot(&mut conn, s).await?, selection, SystemTime::now())?;
     if chosen.is_empty() {
-        println!("no dead letter matches; nothing retried");
-        return Ok(());
+        println!("no dead letter matches; nothing done");
+        return Ok(None);
     }
-    if !confirm(&format!("retry {} dead letters", chosen.len()), yes)? {
-        println!("nothing retried");
-        return Ok(());
+    if !confirm(&format!("{verb} {} dead letters", chosen.len()), yes)? {
+        println!("nothing done");
+        return Ok(None);
     }
+    Ok(Some((conn, chosen)))
+}
+
+pub async fn retry(s: &Settings, selection: Selection, yes: bool) -> Result<(), CommandError> {
+    let Some((mut conn, chosen)) = chosen(s, &selection, yes, "retry").await? else { return Ok(()) };
     let script = redis::Script::new(RETRY);
     let mode = match s.redis.mode {
         QueueMode::List => "list",
@@ -222,16 +234,7 @@ pub async fn retry(s: &Settings, selection: Selection, yes: bool) -> Result<(), 
 }
 
 pub async fn purge(s: &Settings, selection: Selection, yes: bool) -> Result<(), CommandError> {
-    let mut conn = connect(s).await?;
-    let chosen = select(&snapshot(&mut conn, s).await?, &selection, SystemTime::now())?;
-    if chosen.is_empty() {
-        println!("no dead letter matches; nothing purged");
-        return Ok(());
-    }
-    if !confirm(&format!("purge {} dead letters", chosen.len()), yes)? {
-        println!("nothing purged");
-        return Ok(());
-    }
+    let Some((mut conn, chosen)) = chosen(s, &selection, yes, "purge").await? else { return Ok(()) };
     let mut removed = 0;
     for chunk in chosen.chunks(500) {
         let mut pipe = redis::pipe();
