@@ -154,6 +154,9 @@ pub struct Metrics {
     /// Total time requests waited for the rate limiter, in microseconds.
     rate_limit_wait_micro: AtomicU64,
     health: Mutex<BTreeMap<Dependency, String>>,
+    /// Bumped whenever a dependency goes up or down: whoever waits for the
+    /// health to change awaits this rather than polling.
+    health_changes: tokio::sync::watch::Sender<u64>,
     paste_refused: AtomicBool,
 }
 
@@ -174,6 +177,7 @@ impl Default for Metrics {
             task_seconds: Histogram::new(LATENCY_BOUNDS),
             rate_limit_wait_micro: Default::default(),
             health: Default::default(),
+            health_changes: tokio::sync::watch::channel(0).0,
             paste_refused: Default::default(),
         }
     }
@@ -199,13 +203,22 @@ impl Metrics {
     /// Marks a dependency as failing, with why; `up` clears it.
     pub fn down(&self, dep: Dependency, why: impl Into<String>) {
         self.health.lock().unwrap().insert(dep, why.into());
+        self.health_changes.send_modify(|n| *n += 1);
     }
 
     pub fn up(&self, dep: Dependency) {
-        self.health.lock().unwrap().remove(&dep);
+        let was_down = self.health.lock().unwrap().remove(&dep).is_some();
         if dep == Dependency::PasteService {
             self.paste_refused.store(false, Ordering::Relaxed);
         }
+        if was_down {
+            self.health_changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// A receiver that sees a change whenever a dependency goes up or down.
+    pub fn health_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.health_changes.subscribe()
     }
 
     /// The paste service refused our credentials or address: intake stops.
@@ -323,6 +336,19 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_changes_are_events_not_polls() {
+        let m = Metrics::default();
+        let mut rx = m.health_changes();
+        m.up(Dependency::ClickHouse);
+        assert!(!rx.has_changed().unwrap(), "up while already up is no change");
+        m.down(Dependency::ClickHouse, "down");
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        m.up(Dependency::ClickHouse);
+        assert!(rx.has_changed().unwrap(), "back up is a change");
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

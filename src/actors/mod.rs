@@ -14,6 +14,7 @@
 //!   holds at most `daemon.max_in_flight` tasks, so no mailbox can grow past it.
 
 pub mod lookup;
+pub mod pending;
 pub mod pipeline;
 pub mod publisher;
 pub mod queue_reader;

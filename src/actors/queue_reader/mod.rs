@@ -53,10 +53,13 @@ use slog::{debug, error, info, warn, Logger};
 use tokio::sync::oneshot;
 
 mod id_gate;
+mod intake;
 
 use id_gate::IdGate;
+use intake::Intake;
 
 use super::forward;
+use super::pending::Pending;
 use super::reconnect::Reconnect;
 use crate::config::{redact_url, Settings};
 use crate::failure::{classify_redis_error, Failure};
@@ -68,8 +71,6 @@ use crate::messages::{
 use crate::metrics::{Dependency, Metrics, TaskOutcome};
 use crate::queue::{Beat, Check, Holdings, Queue};
 
-/// How often intake looks again while it is paused for a failing dependency.
-const PAUSED_POLL: Duration = Duration::from_millis(200);
 /// How soon an id that another consumer works on is checked again.
 const ELSEWHERE_RETRY: Duration = Duration::from_secs(1);
 
@@ -88,33 +89,29 @@ pub struct QueueReader {
     holdings: Holdings,
     /// Ids being worked on; a second task with the same id is parked.
     ids: IdGate<Job>,
-    /// Parsed, claimed, not yet checked against done records; and those whose
-    /// check runs now. Work stays in the struct while a future works on it:
-    /// a failure elsewhere cancels that future, and `restarting()` puts the
-    /// work back.
-    unchecked: Vec<Job>,
-    in_check: Vec<Job>,
+    /// Parsed and claimed, to be checked against done records. Work stays in
+    /// the struct while a future works on it ([`Pending`]): a failure
+    /// cancels that future, and `restarting()` puts the work back.
+    checks: Pending<Job>,
     /// Ids another consumer works on now; checked again after a while.
     elsewhere: Vec<Job>,
     elsewhere_timer: Option<SpawnHandle>,
-    to_settle: Vec<Settled>,
-    durable_waiters: Vec<oneshot::Sender<()>>,
-    in_settle: Vec<Settled>,
-    in_settle_waiters: Vec<oneshot::Sender<()>>,
-    /// Results found in the file at start, to record as done before intake.
-    /// `None` until the ResultWriter has reported.
-    to_mark: Option<Vec<(String, String)>>,
-    marked: bool,
+    /// Tasks to settle, and who waits for their batch to be settled (the
+    /// ResultWriter, to move its checkpoint): two lines run in step.
+    settles: Pending<Settled>,
+    settle_waiters: Pending<oneshot::Sender<()>>,
+    /// Whether tasks are taken: after the results file's lines are recorded
+    /// as published, until shutdown.
+    intake: Intake,
 
     fetching: bool,
     /// The last fetch was full: the queue likely holds more (passed on to
     /// the lookups, which then wait for fuller batches).
     backlog: bool,
-    checking: bool,
-    settling: bool,
-    marking: bool,
-    intake_open: bool,
-    intake_timer: Option<SpawnHandle>,
+    /// While intake is paused for a failing dependency: the wait for the
+    /// health to change.
+    health_wait: Option<SpawnHandle>,
+    health: tokio::sync::watch::Receiver<u64>,
     drain_waiters: Vec<oneshot::Sender<()>>,
     reconnect: Reconnect,
     /// Until when what we hold is proven ours; shared with the publisher.
@@ -143,6 +140,7 @@ impl QueueReader {
     ) -> Self {
         let log = log.new(slog::o!("actor" => "queue_reader", "consumer" => consumer.clone()));
         QueueReader {
+            health: metrics.health_changes(),
             holdings: Holdings::new(settings.redis.mode),
             clock,
             file_id: String::new(),
@@ -158,23 +156,15 @@ impl QueueReader {
             queue: None,
             in_flight_count: 0,
             ids: IdGate::default(),
-            unchecked: Vec::new(),
-            in_check: Vec::new(),
+            checks: Pending::default(),
             elsewhere: Vec::new(),
             elsewhere_timer: None,
-            to_settle: Vec::new(),
-            durable_waiters: Vec::new(),
-            in_settle: Vec::new(),
-            in_settle_waiters: Vec::new(),
-            to_mark: None,
-            marked: false,
+            settles: Pending::default(),
+            settle_waiters: Pending::default(),
+            intake: Intake::default(),
             fetching: false,
             backlog: false,
-            checking: false,
-            settling: false,
-            marking: false,
-            intake_open: true,
-            intake_timer: None,
+            health_wait: None,
             drain_waiters: Vec::new(),
             reconnect: Reconnect::new(Dependency::Redis),
         }
@@ -310,7 +300,7 @@ impl QueueReader {
 
     /// How many more tasks intake may take now.
     fn capacity(&self) -> usize {
-        if !self.intake_open || self.intake_paused().is_some() {
+        if !self.intake.is_open() || self.intake_paused().is_some() {
             return 0;
         }
         self.settings.daemon.max_in_flight.saturating_sub(self.in_flight_count)
@@ -351,7 +341,7 @@ impl QueueReader {
 
     /// Why intake is paused, if it is.
     fn intake_paused(&self) -> Option<String> {
-        if !self.marked {
+        if self.intake.awaiting_results_file() {
             return Some("waiting for the results file to be checked".into());
         }
         let problems = self.metrics.problems();
@@ -363,20 +353,24 @@ impl QueueReader {
 
     fn fetch(&mut self, ctx: &mut Context<Self>) {
         let max = self.settings.daemon.max_in_flight;
-        if self.fetching || !self.intake_open || self.lookups.is_empty() || self.in_flight_count >= max {
+        if self.fetching || !self.intake.is_open() || self.lookups.is_empty() || self.in_flight_count >= max {
             return;
         }
         let Some(q) = self.queue.clone() else { return };
         if self.live(ctx).is_none() {
             return;
         }
+        // Seen before looking, so a change after the look is not missed.
+        self.health.borrow_and_update();
         if let Some(why) = self.intake_paused() {
             debug!(self.log, "intake paused"; "why" => why);
-            if self.intake_timer.is_none() {
-                self.intake_timer = Some(ctx.run_later(PAUSED_POLL, |act, ctx| {
-                    act.intake_timer = None;
+            if self.health_wait.is_none() {
+                let mut changes = self.health.clone();
+                let wait = async move { changes.changed().await.is_ok() };
+                self.health_wait = Some(ctx.spawn(wait.into_actor(self).map(|_, act, ctx| {
+                    act.health_wait = None;
                     act.fetch(ctx);
-                }));
+                })));
             }
             return;
         }
@@ -420,14 +414,14 @@ impl QueueReader {
             if delivery.deliveries > max_deliveries {
                 let error = format!("delivered {} times without a final outcome", delivery.deliveries);
                 warn!(self.log, "task keeps coming back; dead-lettered"; "deliveries" => delivery.deliveries);
-                self.to_settle.push(Settled { delivery, task_id: None, outcome: Outcome::Dead { error } });
+                self.settles.push(Settled { delivery, task_id: None, outcome: Outcome::Dead { error } });
                 continue;
             }
             match delivery.parse() {
                 Ok(task) => self.claim(Job { delivery, task }),
                 Err(e) => {
                     debug!(self.log, "malformed task"; "error" => %e);
-                    self.to_settle.push(Settled {
+                    self.settles.push(Settled {
                         delivery,
                         task_id: None,
                         outcome: Outcome::Dead { error: e.to_string() },
@@ -441,61 +435,56 @@ impl QueueReader {
     fn claim(&mut self, job: Job) {
         let id = job.task.id.clone();
         match self.ids.admit(&id, job) {
-            Some(job) => self.unchecked.push(job),
+            Some(job) => self.checks.push(job),
             None => debug!(self.log, "same id already in flight; parked"; "task_id" => id),
         }
     }
 
     /// Settles ids already published as duplicates; hands on the rest.
     fn check(&mut self, ctx: &mut Context<Self>) {
-        if self.checking || self.unchecked.is_empty() {
+        if !self.checks.ready() {
             return;
         }
         let Some(q) = self.queue.clone() else { return };
         let Some(epoch) = self.live(ctx) else { return };
         let (held, lost): (Vec<Job>, Vec<Job>) =
-            std::mem::take(&mut self.unchecked).into_iter().partition(|j| self.holds(&j.delivery.receipt));
+            self.checks.take_queued().into_iter().partition(|j| self.holds(&j.delivery.receipt));
         self.drop_lost(lost.into_iter().map(|j| Some(j.task.id)).collect());
         if held.is_empty() {
             return;
         }
-        self.checking = true;
-        self.in_check = held;
-        let ids: Vec<String> = self.in_check.iter().map(|j| j.task.id.clone()).collect();
+        let ids: Vec<String> = self.checks.run(held).iter().map(|j| j.task.id.clone()).collect();
         let file = self.file_id.clone();
         let fut = async move { q.check(&ids, &file).await };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            act.checking = false;
-            match res {
-                Ok(checks) => {
-                    let jobs = std::mem::take(&mut act.in_check);
-                    let mut fresh = Vec::with_capacity(jobs.len());
-                    for (mut job, check) in jobs.into_iter().zip(checks) {
-                        match check {
-                            Check::Mine => {
-                                job.delivery.lease_epoch = epoch;
-                                fresh.push(job)
-                            }
-                            Check::Published => {
-                                debug!(act.log, "already published; not again"; "task_id" => &job.task.id);
-                                act.to_settle.push(Settled {
-                                    task_id: Some(job.task.id),
-                                    delivery: job.delivery,
-                                    outcome: Outcome::Duplicate,
-                                });
-                            }
-                            Check::Elsewhere => {
-                                debug!(act.log, "another consumer works on this id; later"; "task_id" => &job.task.id);
-                                act.elsewhere.push(job);
-                            }
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(checks) => {
+                let jobs = act.checks.finish();
+                let mut fresh = Vec::with_capacity(jobs.len());
+                for (mut job, check) in jobs.into_iter().zip(checks) {
+                    match check {
+                        Check::Mine => {
+                            job.delivery.lease_epoch = epoch;
+                            fresh.push(job)
+                        }
+                        Check::Published => {
+                            debug!(act.log, "already published; not again"; "task_id" => &job.task.id);
+                            act.settles.push(Settled {
+                                task_id: Some(job.task.id),
+                                delivery: job.delivery,
+                                outcome: Outcome::Duplicate,
+                            });
+                        }
+                        Check::Elsewhere => {
+                            debug!(act.log, "another consumer works on this id; later"; "task_id" => &job.task.id);
+                            act.elsewhere.push(job);
                         }
                     }
-                    act.dispatch(fresh);
-                    act.retry_elsewhere_later(ctx);
-                    act.kick(ctx);
                 }
-                Err(e) => act.fail(ctx, "check", e),
+                act.dispatch(fresh);
+                act.retry_elsewhere_later(ctx);
+                act.kick(ctx);
             }
+            Err(e) => act.fail(ctx, "check", e),
         }));
     }
 
@@ -506,7 +495,7 @@ impl QueueReader {
         self.elsewhere_timer = Some(ctx.run_later(ELSEWHERE_RETRY, |act, ctx| {
             act.elsewhere_timer = None;
             let jobs = std::mem::take(&mut act.elsewhere);
-            act.unchecked.extend(jobs);
+            act.checks.extend(jobs);
             act.kick(ctx);
         }));
     }
@@ -524,30 +513,24 @@ impl QueueReader {
 
     /// Records the ids found in the results file at start as published.
     fn mark(&mut self, ctx: &mut Context<Self>) {
-        if self.marked || self.marking {
-            return;
-        }
-        let (Some(q), Some(items)) = (self.queue.clone(), self.to_mark.clone()) else { return };
-        self.marking = true;
+        let Some(q) = self.queue.clone() else { return };
+        let Some(items) = self.intake.start_recording() else { return };
         let fut = async move { q.mark_published(&items).await.map(|()| items.len()) };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
-            act.marking = false;
-            match res {
-                Ok(n) => {
-                    if n > 0 {
-                        info!(act.log, "recorded results written before the last stop as published"; "ids" => n);
-                    }
-                    act.to_mark = None;
-                    act.marked = true;
-                    act.kick(ctx);
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(n) => {
+                if n > 0 {
+                    info!(act.log, "recorded results written before the last stop as published"; "ids" => n);
                 }
-                Err(e) => act.fail(ctx, "mark", e),
+                act.intake.recorded();
+                act.kick(ctx);
             }
+            // `restarting()` lets it run again.
+            Err(e) => act.fail(ctx, "mark", e),
         }));
     }
 
     fn settle(&mut self, ctx: &mut Context<Self>) {
-        if self.settling || self.to_settle.is_empty() {
+        if !self.settles.ready() {
             return;
         }
         let Some(q) = self.queue.clone() else { return };
@@ -556,29 +539,29 @@ impl QueueReader {
         }
         // What we hold no more is another consumer's to settle; a published
         // task's line is on disk, so its done record is written regardless.
-        let (keep, lost): (Vec<Settled>, Vec<Settled>) = std::mem::take(&mut self.to_settle)
+        let (keep, lost): (Vec<Settled>, Vec<Settled>) = self
+            .settles
+            .take_queued()
             .into_iter()
             .partition(|s| matches!(s.outcome, Outcome::Published { .. }) || self.holds(&s.delivery.receipt));
         self.drop_lost(lost.into_iter().map(|s| s.task_id).collect());
-        self.settling = true;
-        self.in_settle = keep;
-        self.in_settle_waiters = std::mem::take(&mut self.durable_waiters);
-        let pipe = q.settle_pipeline(&self.in_settle, &self.holdings);
+        let waiters = self.settle_waiters.take_queued();
+        self.settle_waiters.run(waiters);
+        let pipe = q.settle_pipeline(self.settles.run(keep), &self.holdings);
         let fut = async move { q.run(pipe).await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
-            act.settling = false;
             match res {
                 Ok(()) => {
                     act.succeeded();
-                    for w in act.in_settle_waiters.drain(..) {
+                    for w in act.settle_waiters.finish() {
                         let _ = w.send(());
                     }
-                    let batch = std::mem::take(&mut act.in_settle);
+                    let batch = act.settles.finish();
                     act.holdings.settled(&batch);
                     act.settled(batch);
                     act.kick(ctx);
                 }
-                // The batch is still in `in_settle`; `restarting()` requeues it.
+                // The batch is still running in `settles`; `restarting()` requeues it.
                 Err(e) => act.fail(ctx, "settle", e),
             }
         }));
@@ -636,7 +619,7 @@ impl QueueReader {
                             FenceAnswer::Dropped
                         }
                         Fenced::Duplicate => {
-                            act.to_settle.push(Settled {
+                            act.settles.push(Settled {
                                 task_id: Some(job.task.id),
                                 delivery: job.delivery,
                                 outcome: Outcome::Duplicate,
@@ -663,7 +646,7 @@ impl QueueReader {
     /// (its done record, if the first was published, makes it a duplicate).
     fn release_claim(&mut self, id: String) {
         if let Some(next) = self.ids.release(&id) {
-            self.unchecked.push(next);
+            self.checks.push(next);
         }
     }
 
@@ -693,29 +676,21 @@ impl Actor for QueueReader {
 impl Supervised for QueueReader {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         // Work whose future was cancelled goes back to the head of its line.
-        let mut settle = std::mem::take(&mut self.in_settle);
-        settle.append(&mut self.to_settle);
-        self.to_settle = settle;
-        let mut waiters = std::mem::take(&mut self.in_settle_waiters);
-        waiters.append(&mut self.durable_waiters);
-        self.durable_waiters = waiters;
-        let mut check = std::mem::take(&mut self.in_check);
-        check.append(&mut self.unchecked);
-        self.unchecked = check;
+        self.settles.cancel();
+        self.settle_waiters.cancel();
+        self.checks.cancel();
         if let Some(fence) = self.in_fence.take() {
             self.fences.push_front(fence);
         }
         self.queue = None;
         self.fetching = false;
-        self.checking = false;
-        self.settling = false;
-        self.marking = false;
+        self.intake.interrupted();
         self.beating = false;
-        self.intake_timer = None;
+        self.health_wait = None;
         self.elsewhere_timer = None;
         // Ids waiting on another consumer are checked again after reconnecting.
         let elsewhere = std::mem::take(&mut self.elsewhere);
-        self.unchecked.extend(elsewhere);
+        self.checks.extend(elsewhere);
     }
 }
 
@@ -735,7 +710,7 @@ impl Handler<AttachLookups> for QueueReader {
 impl Handler<Recovered> for QueueReader {
     type Result = ();
     fn handle(&mut self, msg: Recovered, ctx: &mut Context<Self>) {
-        self.to_mark = Some(msg.lines);
+        self.intake.recovered(msg.lines);
         self.file_id = msg.file_id;
         self.mark(ctx);
     }
@@ -755,8 +730,8 @@ impl Handler<Fence> for QueueReader {
 impl Handler<Settle> for QueueReader {
     type Result = ();
     fn handle(&mut self, msg: Settle, ctx: &mut Context<Self>) {
-        self.to_settle.extend(msg.items);
-        self.durable_waiters.extend(msg.durable);
+        self.settles.extend(msg.items);
+        self.settle_waiters.extend(msg.durable);
         self.settle(ctx);
     }
 }
@@ -765,7 +740,7 @@ impl Handler<StopIntake> for QueueReader {
     type Result = ();
     fn handle(&mut self, _: StopIntake, _: &mut Context<Self>) {
         info!(self.log, "intake stopped"; "in_flight" => self.in_flight_count);
-        self.intake_open = false;
+        self.intake.stop();
     }
 }
 
