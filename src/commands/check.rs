@@ -25,14 +25,14 @@ pub async fn check(s: &Settings) -> Result<(), CommandError> {
     match redis_report(s).await {
         Ok(line) => println!("redis: ok, {line}"),
         Err(e) => {
-            println!("redis: FAILED, {e}");
+            println!("redis: FAILED, {}", chain(&e));
             failures.push("redis");
         }
     }
     match clickhouse_report(s).await {
         Ok(line) => println!("clickhouse: ok, {line}"),
         Err(e) => {
-            println!("clickhouse: FAILED, {e}");
+            println!("clickhouse: FAILED, {}", chain(&e));
             failures.push("clickhouse");
         }
     }
@@ -43,6 +43,18 @@ pub async fn check(s: &Settings) -> Result<(), CommandError> {
     }
 }
 
+/// An error with its causes, as `main` prints them: "ClickHouse: … : …".
+fn chain(e: &CommandError) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 async fn redis_report(s: &Settings) -> Result<String, CommandError> {
     let mut c = crate::queue::connection(s.redis.url.expose(), s.redis.response_timeout).await?;
     let queued: u64 = match s.redis.mode {
@@ -50,7 +62,8 @@ async fn redis_report(s: &Settings) -> Result<String, CommandError> {
         QueueMode::Stream => redis::cmd("XLEN").arg(&s.redis.queue).query_async(&mut c).await?,
     };
     let dead: u64 = redis::cmd("LLEN").arg(crate::queue::keys::dead(&s.redis.queue)).query_async(&mut c).await?;
-    let consumers: u64 = redis::cmd("SCARD").arg(format!("{}:consumers", s.redis.queue)).query_async(&mut c).await?;
+    let consumers: u64 =
+        redis::cmd("SCARD").arg(crate::queue::keys::consumers(&s.redis.queue)).query_async(&mut c).await?;
     Ok(format!("{queued} queued, {dead} dead letters, {consumers} consumers registered"))
 }
 
