@@ -416,8 +416,8 @@ pub struct DaemonSettings {
 
 /// The largest lookup batch. Keys travel as external data, so no query-size
 /// limit applies. ClickHouse's CPU per device keeps falling with the batch
-/// (18.16, 1M rows: 5.5 us at 4000 keys, 3.7 at 8000, 2.1 at 16000), but a
-/// batch that large needs as many tasks in flight, in memory.
+/// (docs/performance.md), but a batch that large needs as many tasks in
+/// flight, in memory.
 pub const MAX_LOOKUP_BATCH: usize = 20000;
 
 impl Settings {

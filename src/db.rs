@@ -9,9 +9,8 @@
 //! The batched lookup ([`KeyLookup`]) sends its keys as *external data*: a
 //! temporary table `keys` in RowBinary, attached to the HTTP request, queried
 //! with `(ipv4, mac) IN keys`. No producer value is ever put into SQL text, no
-//! 256 KiB query limit applies, and the server parses no literal: measured on
-//! 18.16 with 1000 keys, 17.6 ms per query against 30.5 ms for the same keys
-//! as a tuple literal (docs/performance.md). The `clickhouse` crate has no way
+//! 256 KiB query limit applies, and the server parses no literal, which
+//! costs far less server time than a tuple literal (docs/performance.md). The `clickhouse` crate has no way
 //! to attach external data, so this one request is plain HTTP (awc); the crate
 //! does everything else.
 
@@ -316,9 +315,8 @@ impl KeyLookup {
 /// With `prewhere` (MergeTree tables), the key's first column is filtered
 /// first, in `PREWHERE`, against the scalar set of the batch's addresses:
 /// cheaper per row than the tuple set, and the other columns are read only
-/// where it matched. ClickHouse 18.16, 1M rows, without the block cache: 7.9
-/// against 11.4 us of server CPU per device at 4000 keys, 26.5 against 39.5
-/// at 1000 (`benches/layouts.py`). Other engines may refuse `PREWHERE`.
+/// where it matched: less server CPU per device (`benches/layouts.py`,
+/// docs/performance.md). Other engines may refuse `PREWHERE`.
 pub fn lookup_query(table_ref: &str, prewhere: bool) -> String {
     let filter = if prewhere {
         "PREWHERE ipv4 IN (SELECT ipv4 FROM keys) WHERE (ipv4, mac) IN keys"

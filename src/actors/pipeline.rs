@@ -5,10 +5,10 @@
 //! (they exchange a message per group commit); the PublisherActor and each
 //! LookupActor get an arbiter (thread) of their own. The publisher on its own
 //! thread answers the paste service's responses as they come instead of
-//! after whatever the QueueReader or the ResultWriter is doing: 8-15% more
-//! tasks/s in paired drains at the same CPU per task (see
-//! docs/performance.md). Under a rate limit its precise pacing sleeps on that thread
-//! too (see [`super::publisher`]). Once they run, the main thread lowers its
+//! after whatever the QueueReader or the ResultWriter is doing, which the
+//! drain benchmark shows as more tasks/s at the same CPU per task
+//! (docs/performance.md). Under a rate limit its precise pacing sleeps on
+//! that thread too (see [`super::publisher`]). Once they run, the main thread lowers its
 //! own CPU priority to `daemon.main_thread_nice` (default 10), so that when
 //! the cores are contended the publisher's thread, which bounds throughput,
 //! runs first ([`lower_priority`]).
@@ -132,10 +132,8 @@ pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
 /// request after another), while the main thread works in batches with
 /// deep buffers (up to `daemon.max_in_flight` tasks) and can wait. When the
 /// cores are contended (Redis, ClickHouse or other work on the same host, or
-/// a container's CPU quota), the scheduler then runs the publisher first. On
-/// the 2-core benchmark machine, with every server on it, nice 10 gave 4-8%
-/// more tasks/s than 0 (docs/performance.md); with idle cores it changes
-/// nothing.
+/// a container's CPU quota), the scheduler then runs the publisher first
+/// (measured in docs/performance.md); with idle cores it changes nothing.
 fn lower_priority(nice: i32) -> std::io::Result<i32> {
     // SAFETY: plain system calls on the calling thread, no memory passed.
     let tid = unsafe { libc::gettid() } as libc::id_t;

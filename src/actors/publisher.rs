@@ -83,8 +83,7 @@ pub struct PublisherActor {
     fence_to: Recipient<Fence>,
     /// The POST to `publisher.url` with its fixed headers, built once with
     /// the HTTP client and sent once per attempt with each body: a request
-    /// head per paste (a header map with room for 32 headers) was the largest
-    /// allocation of the daemon's hot path.
+    /// head per paste is a large allocation on the hot path.
     request: Option<awc::FrozenClientRequest>,
     /// `publisher.url`, parsed once (config validation used the same parser).
     uri: awc::http::Uri,

@@ -53,11 +53,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// Under load a group commit waits this long after the previous one before
 /// it starts, so that each fsync (and each settle in Redis) carries more
-/// lines: draining 100k tasks, 1821 -> 343 fsyncs, 9% less CPU in the daemon
-/// and Redis together (docs/performance.md). A commit of fewer than
-/// [`GATHER_FROM`] lines means the daemon is not under load, and the next one
-/// starts at once: at 1000 tasks/s offered commits carry a few lines and the
-/// latency is unchanged.
+/// lines: fewer fsyncs and transactions per task (docs/performance.md). A
+/// commit of fewer than [`GATHER_FROM`] lines means the daemon is not under
+/// load, and the next one starts at once, so light load sees no added
+/// latency.
 const GATHER: Duration = Duration::from_millis(4);
 const GATHER_FROM: usize = 32;
 
@@ -95,8 +94,8 @@ pub struct ResultWriter {
     checkpoint_dirty: bool,
     checkpointing: bool,
     /// When the checkpoint was last written, to write it at most every
-    /// CHECKPOINT_EVERY: a stale checkpoint is safe, a file replaced per
-    /// batch cost 5% of the daemon's time.
+    /// CHECKPOINT_EVERY: a stale checkpoint is safe, and a file replaced per
+    /// batch showed in the daemon's profile (docs/performance.md).
     last_checkpoint: Option<Instant>,
     checkpoint_timer: Option<SpawnHandle>,
     /// While set, the next group commit waits for more lines ([`GATHER`]).

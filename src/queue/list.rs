@@ -12,12 +12,11 @@
 //! in the mask is written in the same transaction as its done record.
 //!
 //! Why a hash and not the classic processing list (`LMOVE` in, `LREM` out):
-//! tasks settle out of order, and `LREM` scans the list for each one. With
-//! 16k tasks in flight that scan was two thirds of Redis's CPU in the
-//! benchmark (19 us per task). Why a field per fetch and not per task: a
-//! field per task cost Redis an `HSET` and an `HDEL` per task, and the fetch
-//! script a loop in Lua over the tasks; per fetch, Redis's CPU per task in
-//! the drain benchmark went down by about an eighth.
+//! tasks settle out of order, and `LREM` scans the list for each one, which
+//! with thousands in flight dominated Redis's CPU. Why a field per fetch and
+//! not per task: a field per task costs Redis an `HSET` and an `HDEL` per
+//! task, and the fetch script a loop in Lua over the tasks. The numbers are
+//! in docs/performance.md.
 //!
 //! Keys, for queue `Q` and consumer `C`: `Q` (producers LPUSH, we take from
 //! the right: first in, first out), `Q:processing:C` and `Q:seq` (the last

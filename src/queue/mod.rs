@@ -16,8 +16,8 @@
 //!   consumer redoes the task, even if this one stalls before it settles.
 //!   Once settled, `done:<url>`, kept `redis.dedup_ttl`. Settled otherwise
 //!   (not found, dead), the claim is dropped. One key rather than a claim key
-//!   and a done key: claiming is then one `SET NX` per id (the drain
-//!   benchmark: Redis CPU per task down by a quarter);
+//!   and a done key: claiming is then one `SET NX` per id, less Redis CPU
+//!   per task (docs/performance.md);
 //! - `Q:dead`: dead letters; `Q:consumers`: consumer names;
 //!   `Q:consumer:<name>`: a consumer's heartbeat.
 //!
@@ -301,9 +301,8 @@ impl Queue {
     /// has no record at all: never published (within `dedup_ttl`) and nobody
     /// working on it. The ids whose record exists go through a Lua script
     /// that tells a done record, our own claim (a check repeated after a
-    /// reconnect) and another consumer's claim apart. (Running every id
-    /// through a script made Lua's per-call cost a third of Redis's CPU per
-    /// task.)
+    /// reconnect) and another consumer's claim apart: Lua's per-call cost is
+    /// paid only for those (docs/performance.md).
     pub async fn check(&self, ids: &[String], file: &str) -> redis::RedisResult<Vec<Check>> {
         if ids.is_empty() {
             return Ok(Vec::new());

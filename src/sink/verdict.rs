@@ -24,8 +24,8 @@ pub enum Verdict {
 
 /// The body of a pastebin form POST. The fields that are the same for every
 /// paste (key, options) are encoded once; each paste appends its document and
-/// name. (Building and serialising the whole form per paste was 7% of the
-/// daemon's CPU in the drain benchmark.)
+/// name, since building the whole form per paste showed in the drain
+/// benchmark's profile (docs/performance.md).
 #[derive(Debug, Clone)]
 pub struct PastebinForm {
     fixed: String,
