@@ -161,21 +161,21 @@ impl Queue {
         let conn = client.get_multiplexed_async_connection_with_config(&config).await?;
         let blocking_config = config.set_response_timeout(Some(s.response_timeout + s.block));
         let blocking = client.get_multiplexed_async_connection_with_config(&blocking_config).await?;
+        let keys = Keys::new(&s.queue, consumer);
+        let held_args = match s.mode {
+            QueueMode::List => ["list".into(), keys.processing.clone(), String::new(), consumer.into()],
+            QueueMode::Stream => ["stream".into(), keys.queue.clone(), s.group.clone(), consumer.into()],
+        };
         let common = Common {
             conn,
             blocking,
-            keys: Arc::new(Keys::new(&s.queue, consumer)),
+            keys: Arc::new(keys),
             consumer: consumer.into(),
             lease: s.lease,
             dedup_ttl: s.dedup_ttl,
             claim_value: keys::claim_value(consumer).into(),
             write_grace: s.write_grace,
-            held_args: Arc::new(match s.mode {
-                QueueMode::List => {
-                    ["list".into(), crate::queue::keys::processing(&s.queue, consumer), String::new(), consumer.into()]
-                }
-                QueueMode::Stream => ["stream".into(), s.queue.clone(), s.group.clone(), consumer.into()],
-            }),
+            held_args: Arc::new(held_args),
             resolve: Arc::new(redis::Script::new(RESOLVE)),
             renew: Arc::new(redis::Script::new(RENEW)),
             holdings: Arc::new(with_held(HOLDINGS)),
