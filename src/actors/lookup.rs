@@ -36,7 +36,7 @@ use super::reconnect::Reconnect;
 use crate::config::Settings;
 use crate::db::{Db, DbError, KeyLookup};
 use crate::failure::{classify_clickhouse, Failure};
-use crate::messages::{Found, Job, Lookup, Outcome, Publish, Settle, Settled};
+use crate::messages::{Found, Job, Lookup, Outcome, Publish, Settle};
 use crate::metrics::{Dependency, Metrics};
 
 pub struct LookupActor {
@@ -189,11 +189,7 @@ impl LookupActor {
                             Some(username) => {
                                 hits.push(Found { delivery: job.delivery, task: job.task, username: username.clone() })
                             }
-                            None => misses.push(Settled {
-                                task_id: Some(job.task.id),
-                                delivery: job.delivery,
-                                outcome: Outcome::NotFound,
-                            }),
+                            None => misses.push(job.settled(Outcome::NotFound)),
                         }
                     }
                     if !hits.is_empty() {

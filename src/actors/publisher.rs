@@ -45,13 +45,12 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use slog::{error, info, warn, Logger};
 
+use super::pending::Pending;
 use super::{ask_fence, forward, LogLimiter};
 use crate::backoff::{full_jitter, Backoff};
 use crate::config::{PublisherKind, PublisherSettings, RateLimit, Settings};
 use crate::lease::{Act, LeaseClock};
-use crate::messages::{
-    Fence, FenceAnswer, FencePurpose, Fenced, Found, Outcome, Publish, Published, Record, Settle, Settled,
-};
+use crate::messages::{Fence, FenceAnswer, FencePurpose, Fenced, Found, Outcome, Publish, Published, Record, Settle};
 use crate::metrics::{Dependency, Metrics};
 use crate::multipart;
 use crate::sink::circuit::Circuit;
@@ -106,10 +105,9 @@ pub struct PublisherActor {
     /// The pastebin form's fixed fields, encoded once.
     form: PastebinForm,
     clock: Arc<LeaseClock>,
-    /// Jobs whose claim must be confirmed before they are sent, and those
-    /// whose fence is under way.
-    to_fence: Vec<Job>,
-    fencing: Option<Vec<Job>>,
+    /// Jobs whose claim must be confirmed before they are sent; the batch
+    /// whose fence is under way runs in it.
+    fences: Pending<Job>,
 }
 
 impl PublisherActor {
@@ -127,8 +125,7 @@ impl PublisherActor {
         let uri = p.url.parse().expect("publisher.url is validated with this parser");
         PublisherActor {
             clock,
-            to_fence: Vec::new(),
-            fencing: None,
+            fences: Pending::default(),
             uri,
             log: log.new(slog::o!("actor" => "publisher")),
             form,
@@ -180,7 +177,7 @@ impl PublisherActor {
             let epoch = self.waiting.front().expect("checked non-empty").found.delivery.lease_epoch;
             if self.clock.decide(epoch) == Act::Revalidate {
                 let job = self.waiting.pop_front().expect("checked non-empty");
-                self.to_fence.push(job);
+                self.fences.push(job);
                 continue;
             }
             if let Some(limiter) = &self.limiter {
@@ -208,15 +205,14 @@ impl PublisherActor {
         self.fence(ctx);
     }
 
-    /// Asks the QueueReader whether the jobs in `to_fence` are still ours;
+    /// Asks the QueueReader whether the jobs waiting in `fences` are still ours;
     /// the answer comes back as [`Fenced`].
     fn fence(&mut self, ctx: &mut Context<Self>) {
-        if self.fencing.is_some() || self.to_fence.is_empty() {
+        if !self.fences.ready() {
             return;
         }
-        let batch = std::mem::take(&mut self.to_fence);
-        let jobs = batch.iter().map(|j| j.found.job()).collect();
-        self.fencing = Some(batch);
+        let batch = self.fences.take_queued();
+        let jobs = self.fences.run(batch).iter().map(|j| j.found.job()).collect();
         ask_fence(&self.fence_to, FencePurpose::Publish, jobs, ctx.address().recipient());
     }
 
@@ -359,12 +355,7 @@ impl PublisherActor {
                     warn!(self.log, "paste service rejected the document; dead-lettered"; "task_id" => task_id,
                         "reason" => &reason, "attempts" => job.rejections);
                     let error = format!("paste service rejected the document {} times: {reason}", job.rejections);
-                    let dead = Settled {
-                        task_id: Some(job.found.task.id),
-                        delivery: job.found.delivery,
-                        outcome: Outcome::Dead { error },
-                    };
-                    forward(&self.settle, Settle::new(vec![dead]));
+                    forward(&self.settle, Settle::new(vec![job.found.settled(Outcome::Dead { error })]));
                 } else {
                     let delay = full_jitter(self.p().backoff_base, self.p().backoff_max, job.rejections - 1);
                     warn!(self.log, "paste service rejected the document; will retry"; "task_id" => task_id,
@@ -417,10 +408,10 @@ impl Handler<Fenced> for PublisherActor {
     type Result = ();
 
     fn handle(&mut self, msg: Fenced, ctx: &mut Context<Self>) {
-        let Some(batch) = self.fencing.take() else { return };
+        let batch = self.fences.finish();
         if msg.0.len() != batch.len() {
             // No answer (the QueueReader is gone: the process is ending).
-            self.to_fence.extend(batch);
+            self.fences.extend(batch);
             return;
         }
         let mut ours = Vec::new();

@@ -42,9 +42,7 @@ use super::reconnect::Reconnect;
 use super::{ask_fence, forward};
 use crate::config::Settings;
 use crate::failure::{classify_disk, Failure};
-use crate::messages::{
-    Fence, FenceAnswer, FencePurpose, Fenced, Outcome, Published, Record, Recovered, Settle, Settled,
-};
+use crate::messages::{Fence, FenceAnswer, FencePurpose, Fenced, Outcome, Published, Record, Recovered, Settle};
 use crate::metrics::{Dependency, Metrics};
 use crate::results::{write_checkpoint, Line, ResultsFile};
 
@@ -249,14 +247,7 @@ impl ResultWriter {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.written.push_back(Written { seq, end, settled: false });
-        let items = batch
-            .into_iter()
-            .map(|p| Settled {
-                task_id: Some(p.found.task.id.clone()),
-                outcome: Outcome::Published { url: p.url },
-                delivery: p.found.delivery,
-            })
-            .collect();
+        let items = batch.into_iter().map(|p| p.found.settled(Outcome::Published { url: p.url })).collect();
         let (tx, rx) = oneshot::channel();
         let settle_to = self.to.settle.clone();
         let me = ctx.address();

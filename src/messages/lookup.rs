@@ -2,7 +2,7 @@
 
 use actix::Message;
 
-use super::Delivery;
+use super::{Delivery, Outcome, Settled};
 use crate::task::Task;
 
 /// A task taken from the queue and parsed.
@@ -10,6 +10,13 @@ use crate::task::Task;
 pub struct Job {
     pub delivery: Delivery,
     pub task: Task,
+}
+
+impl Job {
+    /// This task, settled with `outcome`.
+    pub fn settled(self, outcome: Outcome) -> Settled {
+        Settled { task_id: Some(self.task.id), delivery: self.delivery, outcome }
+    }
 }
 
 /// Look these tasks' devices up. `backlog`: the fetch that brought the

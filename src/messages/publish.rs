@@ -2,7 +2,7 @@
 
 use actix::Message;
 
-use super::{Delivery, Job};
+use super::{Delivery, Job, Outcome, Settled};
 use crate::task::Task;
 
 /// A task with the account bound to its device.
@@ -17,6 +17,11 @@ impl Found {
     /// The task as it was before the lookup.
     pub fn job(&self) -> Job {
         Job { delivery: self.delivery.clone(), task: self.task.clone() }
+    }
+
+    /// This task, settled with `outcome`.
+    pub fn settled(self, outcome: Outcome) -> Settled {
+        Settled { task_id: Some(self.task.id), delivery: self.delivery, outcome }
     }
 }
 

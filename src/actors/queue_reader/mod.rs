@@ -65,8 +65,7 @@ use crate::config::{redact_url, Settings};
 use crate::failure::{classify_redis_error, Failure};
 use crate::lease::{Confirmed, Fenced, LeaseClock};
 use crate::messages::{
-    Delivery, Drained, Fence, FenceAnswer, Job, Lookup, Outcome, Receipt, Recovered, Release, Settle, Settled,
-    StopIntake,
+    Delivery, Drained, Fence, FenceAnswer, Job, Lookup, Outcome, Recovered, Release, Settle, Settled, StopIntake,
 };
 use crate::metrics::{Dependency, Metrics, TaskOutcome};
 use crate::queue::{Beat, Check, Holdings, Queue};
@@ -175,7 +174,7 @@ impl QueueReader {
         let consumer = self.consumer.clone();
         // Also at the first connect: under a fixed `redis.consumer`, what a
         // killed earlier run held is ours, and no other consumer takes it.
-        let held = self.held();
+        let held = self.holdings.held();
         let (claimed, tokens) = self.beat_args();
         let capacity = self.capacity();
         let fut = async move {
@@ -270,11 +269,6 @@ impl QueueReader {
         epoch
     }
 
-    /// Whether we still hold this task in Redis.
-    fn holds(&self, receipt: &Receipt) -> bool {
-        self.holdings.holds(receipt)
-    }
-
     /// Tasks another consumer took over, back from wherever they were: they
     /// leave our count in flight, settled by nobody here.
     fn drop_lost(&mut self, ids: Vec<Option<String>>) {
@@ -290,12 +284,6 @@ impl QueueReader {
             self.release_claim(id);
         }
         self.check_drained();
-    }
-
-    /// What we hold in Redis, by [`Receipt::key`], with how many tasks each:
-    /// list mode's fetches, stream mode's entries.
-    fn held(&self) -> std::collections::HashMap<Bytes, usize> {
-        self.holdings.held()
     }
 
     /// How many more tasks intake may take now.
@@ -448,7 +436,7 @@ impl QueueReader {
         let Some(q) = self.queue.clone() else { return };
         let Some(epoch) = self.live(ctx) else { return };
         let (held, lost): (Vec<Job>, Vec<Job>) =
-            self.checks.take_queued().into_iter().partition(|j| self.holds(&j.delivery.receipt));
+            self.checks.take_queued().into_iter().partition(|j| self.holdings.holds(&j.delivery.receipt));
         self.drop_lost(lost.into_iter().map(|j| Some(j.task.id)).collect());
         if held.is_empty() {
             return;
@@ -468,11 +456,7 @@ impl QueueReader {
                         }
                         Check::Published => {
                             debug!(act.log, "already published; not again"; "task_id" => &job.task.id);
-                            act.settles.push(Settled {
-                                task_id: Some(job.task.id),
-                                delivery: job.delivery,
-                                outcome: Outcome::Duplicate,
-                            });
+                            act.settles.push(job.settled(Outcome::Duplicate));
                         }
                         Check::Elsewhere => {
                             debug!(act.log, "another consumer works on this id; later"; "task_id" => &job.task.id);
@@ -539,11 +523,10 @@ impl QueueReader {
         }
         // What we hold no more is another consumer's to settle; a published
         // task's line is on disk, so its done record is written regardless.
-        let (keep, lost): (Vec<Settled>, Vec<Settled>) = self
-            .settles
-            .take_queued()
-            .into_iter()
-            .partition(|s| matches!(s.outcome, Outcome::Published { .. }) || self.holds(&s.delivery.receipt));
+        let (keep, lost): (Vec<Settled>, Vec<Settled>) =
+            self.settles.take_queued().into_iter().partition(|s| {
+                matches!(s.outcome, Outcome::Published { .. }) || self.holdings.holds(&s.delivery.receipt)
+            });
         self.drop_lost(lost.into_iter().map(|s| s.task_id).collect());
         let waiters = self.settle_waiters.take_queued();
         self.settle_waiters.run(waiters);
@@ -619,11 +602,7 @@ impl QueueReader {
                             FenceAnswer::Dropped
                         }
                         Fenced::Duplicate => {
-                            act.settles.push(Settled {
-                                task_id: Some(job.task.id),
-                                delivery: job.delivery,
-                                outcome: Outcome::Duplicate,
-                            });
+                            act.settles.push(job.settled(Outcome::Duplicate));
                             FenceAnswer::Dropped
                         }
                         Fenced::Elsewhere => {
