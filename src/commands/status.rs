@@ -176,19 +176,14 @@ fn flat_map(v: Value) -> BTreeMap<String, Value> {
     }
 }
 
+/// The redis crate's own conversions, as options: a value of another
+/// shape (nil, an error) is no value.
 fn as_string(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
+    redis::from_redis_value(v.clone()).ok()
 }
 
 fn as_u64(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(n) => u64::try_from(*n).ok(),
-        other => as_string(other)?.parse().ok(),
-    }
+    redis::from_redis_value(v.clone()).ok()
 }
 
 fn render(st: &Status, url: &str) -> String {

@@ -117,9 +117,9 @@ impl UrlTemplate {
         Ok(template)
     }
 
-    /// The URL for what the answer gave; `None` for a value that cannot be
-    /// part of a URL path (empty, or with whitespace, slashes at either end
-    /// aside).
+    /// The URL for what the answer gave, trimmed of whitespace and of
+    /// slashes at either end. Whether the result is a URL at all is the
+    /// classifier's to judge.
     pub fn expand(&self, value: &str) -> String {
         format!("{}{}{}", self.before, value.trim().trim_matches('/'), self.after)
     }
