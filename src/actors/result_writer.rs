@@ -188,12 +188,16 @@ impl ResultWriter {
         ask_fence(&self.to.fence, FencePurpose::Write, jobs, ctx.address().recipient());
     }
 
+    /// A batch not written goes back to the head of the buffer, in order.
+    fn put_back(&mut self, mut batch: Vec<Published>) {
+        batch.append(&mut self.buffer);
+        self.buffer = batch;
+    }
+
     /// Writes and fsyncs a fenced batch on a blocking thread, then settles it.
     fn append(&mut self, ctx: &mut Context<Self>, batch: Vec<Published>) {
         let Some(mut file) = self.file.take() else {
-            let mut batch = batch;
-            batch.append(&mut self.buffer);
-            self.buffer = batch;
+            self.put_back(batch);
             self.writing = false;
             return;
         };
@@ -233,9 +237,7 @@ impl ResultWriter {
                 }
                 (_, res) => {
                     let e = res.err().unwrap_or_else(|| std::io::Error::other("the file handle was lost"));
-                    let mut batch = batch;
-                    batch.append(&mut act.buffer);
-                    act.buffer = batch;
+                    act.put_back(batch);
                     act.fail(ctx, "write", e);
                 }
             }
@@ -292,9 +294,7 @@ impl Handler<Fenced> for ResultWriter {
         let Some(batch) = self.fencing.take() else { return };
         if msg.0.len() != batch.len() {
             // No answer (the QueueReader is gone: the process is ending).
-            let mut batch = batch;
-            batch.append(&mut self.buffer);
-            self.buffer = batch;
+            self.put_back(batch);
             self.writing = false;
             return;
         }
