@@ -1,13 +1,13 @@
 #!/bin/sh
-# Renders the application's settings from the environment and Swarm secrets,
-# then runs Apache. Secrets are read from files (*_FILE), never from plain
-# environment variables, and are written only to a tmpfs.
+# Renders the application's settings from the environment and the Swarm
+# secrets into /run/app (a tmpfs mount), then runs Apache. Secrets are read
+# from files (*_FILE), never from plain environment variables.
 set -eu
-read_secret() { [ -n "${1:-}" ] && [ -r "$1" ] && cat "$1" || true; }
+read_secret() { [ -n "${1:-}" ] && [ -r "$1" ] && tr -d '\n' <"$1" || true; }
 MYSQL_PASSWORD=$(read_secret "${MYSQL_PASSWORD_FILE:-}")
 REDIS_PASSWORD=$(read_secret "${REDIS_PASSWORD_FILE:-}")
 umask 077
-cat > /tmp/settings.ini <<INI
+cat > /run/app/settings.ini <<INI
 [mysql]
 host = ${MYSQL_HOST:-proxysql}
 port = ${MYSQL_PORT:-6033}
@@ -16,9 +16,9 @@ password = ${MYSQL_PASSWORD}
 database = ${MYSQL_DATABASE:-app}
 
 [redis]
-sentinels = ${REDIS_SENTINELS:-sentinel:26379}
+sentinels = ${REDIS_SENTINELS:-tasks.sentinel:26379}
 service = ${REDIS_SERVICE:-legacy}
 password = ${REDIS_PASSWORD}
 INI
-export APP_SETTINGS=/tmp/settings.ini
+export APP_SETTINGS=/run/app/settings.ini
 exec "$@"
