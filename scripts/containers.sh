@@ -6,6 +6,8 @@
 #   bash scripts/containers.sh bases      the base images no registry here serves, built locally
 #   bash scripts/containers.sh image      the daemon's image from ./Dockerfile, tagged device-lookup:local
 #   bash scripts/containers.sh demo       the compose demo (stand-ins for Redis and ClickHouse) and its check
+#   bash scripts/containers.sh legacy     the legacy design's stack on a one-node swarm, with its drills
+#                                         (deploy/legacy/rehearsal/run.sh)
 #   bash scripts/containers.sh down       remove the demo (and its images unless KEEP_IMAGES=1)
 #
 # With no engine to be had (no root, no Docker) the default run says so in
@@ -17,6 +19,7 @@ cd "$(dirname "$0")/.."
 
 IMAGE=device-lookup:local
 BASE_IMAGE=device-lookup-base/debian:bookworm
+BULLSEYE_IMAGE=device-lookup-base/debian:bullseye
 RUST_STANDIN=device-lookup-base/rust:1.95-bookworm
 RUNTIME_STANDIN=device-lookup-base/distroless-cc:bookworm
 REDIS_STANDIN=device-lookup-standin/redis:bookworm
@@ -89,17 +92,23 @@ engine() {
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
-# A Debian bookworm root (minbase) from the mirror, made once per run.
+# A Debian root (minbase) from the mirror, made once per run: bookworm by
+# default; bullseye for the legacy rehearsal (Debian 11 has python2.7).
 ROOTFS=""
 rootfs() {
     [ -z "$ROOTFS" ] || return 0
+    ROOTFS=$(debootstrap_root bookworm)
+}
+debootstrap_root() {
+    local dir
     command -v debootstrap >/dev/null || {
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
     }
-    ROOTFS=$(mktemp -d /tmp/device-lookup-rootfs.XXXXXX)
-    say "debootstrap bookworm (minbase) from $(mirror)"
-    debootstrap --variant=minbase bookworm "$ROOTFS" "$(mirror)" >/dev/null
+    dir=$(mktemp -d "/tmp/device-lookup-rootfs-$1.XXXXXX")
+    say "debootstrap $1 (minbase) from $(mirror)"
+    debootstrap --variant=minbase "$1" "$dir" "$(mirror)" >/dev/null
+    echo "$dir"
 }
 
 # The runtime stand-in for gcr.io/distroless/cc-debian12:nonroot: glibc and
@@ -162,6 +171,19 @@ bases() {
     [ -z "$ROOTFS" ] || rm -rf "$ROOTFS"
 }
 
+# --- the legacy design's rehearsal -------------------------------------------
+
+legacy() {
+    local root
+    if ! have_image "$BULLSEYE_IMAGE"; then
+        root=$(debootstrap_root bullseye)
+        tar -C "$root" -c . | docker import --change 'CMD ["/bin/bash"]' - "$BULLSEYE_IMAGE" >/dev/null
+        rm -rf "$root"
+        say "built $BULLSEYE_IMAGE"
+    fi
+    BOOKWORM=$BASE_IMAGE BULLSEYE=$BULLSEYE_IMAGE bash deploy/legacy/rehearsal/run.sh
+}
+
 # --- the daemon's image -----------------------------------------------------
 
 image() {
@@ -184,7 +206,7 @@ down() {
     compose down -v --remove-orphans >/dev/null 2>&1 || true
     if [ -z "${KEEP_IMAGES:-}" ]; then
         docker image rm -f "$IMAGE" "$REDIS_STANDIN" "$CLICKHOUSE_STANDIN" \
-            "$RUST_STANDIN" "$RUNTIME_STANDIN" "$BASE_IMAGE" >/dev/null 2>&1 || true
+            "$RUST_STANDIN" "$RUNTIME_STANDIN" "$BASE_IMAGE" "$BULLSEYE_IMAGE" >/dev/null 2>&1 || true
     fi
 }
 
@@ -198,6 +220,8 @@ all() {
     image
     status=0
     demo || status=$?
+    if [ -z "${KEEP_PROJECT:-}" ]; then compose down -v --remove-orphans >/dev/null 2>&1 || true; fi
+    legacy || status=$?
     [ -n "${KEEP_PROJECT:-}" ] || down
     [ $status -eq 0 ] && say "all container checks passed" || say "FAILED"
     return $status
@@ -208,7 +232,8 @@ case "${1:-all}" in
     bases) engine && bases ;;
     image) engine && bases && image ;;
     demo) engine && demo ;;
+    legacy) engine && bases && legacy ;;
     down) engine && down ;;
     all) all ;;
-    *) echo "usage: $0 [engine|bases|image|demo|down|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [engine|bases|image|demo|legacy|down|all]" >&2; exit 2 ;;
 esac

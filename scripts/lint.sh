@@ -30,6 +30,13 @@ done < <(git ls-files '*Dockerfile')
 while IFS= read -r f; do
     if dclint --max-warnings 0 "$f"; then echo "dclint ok: $f"; else status=1; fi
 done < <(git ls-files 'docker-compose*.yml' 'compose.yml' 'deploy/**/stack.yml' 'deploy/**/docker-compose.yml')
+# Stack files against the schema docker stack deploy itself uses (dclint knows
+# the compose specification, which is not it); the rehearsal then deploys them.
+if docker stack config -c deploy/legacy/stack.yml -c deploy/legacy/rehearsal/one-node.yml >/dev/null; then
+    echo "docker stack config ok: deploy/legacy/stack.yml"
+else
+    status=1
+fi
 # Prometheus: the rules and the scrape config by promtool, and the rules'
 # unit tests (deploy/prometheus/rules.test.yml). Debian's prometheus package
 # (scripts/install-deps.sh) brings promtool.
