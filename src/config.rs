@@ -3,8 +3,10 @@
 //! Three steps, each with its own error: the file is parsed (a syntax error
 //! shows line and column), `DEVICE_LOOKUP__<SECTION>__<KEY>` variables are
 //! merged over it, and the raw structs (`deny_unknown_fields`, so a misspelt
-//! key is an error) are validated into [`Settings`], the typed values the
-//! program uses. Every validation error names the key and what is wrong.
+//! key is an error; modes and kinds are enums, so a misspelt value is one)
+//! are deserialised, then each section validates itself into its part of
+//! [`Settings`], the typed values the program uses. Every error after the
+//! syntax names the key (`redis.mode`) and what is wrong.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -79,7 +81,7 @@ struct RawConfig {
 struct RawRedis {
     url: String,
     queue: String,
-    mode: String,
+    mode: QueueMode,
     group: String,
     consumer: String,
     lease: String,
@@ -96,7 +98,7 @@ impl Default for RawRedis {
         RawRedis {
             url: "redis://127.0.0.1:6379/0".into(),
             queue: "device-lookup:tasks".into(),
-            mode: "list".into(),
+            mode: QueueMode::List,
             group: "device-lookup".into(),
             consumer: String::new(),
             lease: "15s".into(),
@@ -152,7 +154,7 @@ impl Default for RawLookup {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawPublisher {
-    kind: String,
+    kind: PublisherKind,
     url: String,
     api_dev_key: String,
     api_user_key: String,
@@ -160,7 +162,7 @@ struct RawPublisher {
     paste_expire_date: String,
     field: String,
     url_pointer: String,
-    url_from: String,
+    url_from: UrlFrom,
     url_template: String,
     body: String,
     headers: BTreeMap<String, String>,
@@ -178,7 +180,7 @@ struct RawPublisher {
 impl Default for RawPublisher {
     fn default() -> Self {
         RawPublisher {
-            kind: "pastebin".into(),
+            kind: PublisherKind::Pastebin,
             url: "https://pastebin.com/api/api_post.php".into(),
             api_dev_key: String::new(),
             api_user_key: String::new(),
@@ -186,7 +188,7 @@ impl Default for RawPublisher {
             paste_expire_date: "1M".into(),
             field: "file".into(),
             url_pointer: String::new(),
-            url_from: "location".into(),
+            url_from: UrlFrom::Location,
             url_template: String::new(),
             body: String::new(),
             headers: BTreeMap::new(),
@@ -242,14 +244,46 @@ impl Default for RawHttp {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawLog {
-    level: String,
-    format: String,
-    dependencies: String,
+    level: Level,
+    format: LogFormat,
+    dependencies: Level,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
-        RawLog { level: "info".into(), format: "auto".into(), dependencies: "warn".into() }
+        RawLog { level: Level::Info, format: LogFormat::Auto, dependencies: Level::Warn }
+    }
+}
+
+/// Where a webhook's answer names the paste's URL first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum UrlFrom {
+    Location,
+    Pointer,
+}
+
+/// A log level as the file spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Level {
+    Trace,
+    Debug,
+    Info,
+    #[serde(alias = "warning")]
+    Warn,
+    Error,
+}
+
+impl From<Level> for slog::Level {
+    fn from(l: Level) -> Self {
+        match l {
+            Level::Trace => slog::Level::Trace,
+            Level::Debug => slog::Level::Debug,
+            Level::Info => slog::Level::Info,
+            Level::Warn => slog::Level::Warning,
+            Level::Error => slog::Level::Error,
+        }
     }
 }
 
@@ -282,7 +316,8 @@ pub struct Settings {
     pub daemon: DaemonSettings,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum QueueMode {
     List,
     Stream,
@@ -330,7 +365,8 @@ pub struct LookupSettings {
     pub backlog_wait: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PublisherKind {
     Pastebin,
     Upload,
@@ -389,7 +425,8 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Auto,
     Json,
@@ -434,23 +471,37 @@ impl Settings {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
         let syntax = |e: toml::de::Error| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() };
-        // Parse into the raw structs once for error messages that point into the file.
-        let _: RawConfig = toml::from_str(text).map_err(syntax)?;
         let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
         let overrides: Vec<_> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
         if overrides.is_empty() {
-            return toml::from_str::<RawConfig>(text).map_err(syntax)?.validate();
+            // From the text itself, so that an error also says its line.
+            let de = toml::de::Deserializer::parse(text).map_err(syntax)?;
+            return serde_path_to_error::deserialize::<_, RawConfig>(de)
+                .map_err(|e| {
+                    let line = e.inner().span().map(|span| 1 + text[..span.start].matches('\n').count());
+                    keyed(&e, e.inner().message(), line)
+                })?
+                .validate();
         }
         let defaults = toml::Table::try_from(RawConfig::default()).expect("defaults serialise");
         for (var, value) in overrides {
             apply_override(&mut table, &defaults, &var, &value)?;
         }
-        let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Env {
-            var: format!("{ENV_PREFIX}*"),
-            problem: e.to_string().trim().to_owned(),
-        })?;
-        raw.validate()
+        serde_path_to_error::deserialize::<_, RawConfig>(toml::Value::Table(table))
+            .map_err(|e| keyed(&e, e.inner().message(), None))?
+            .validate()
     }
+}
+
+/// A deserialisation error, named by the key it happened at.
+fn keyed<E>(e: &serde_path_to_error::Error<E>, message: &str, line: Option<usize>) -> ConfigError {
+    let path = e.path().to_string();
+    let key = if path == "." { "the file".to_owned() } else { path };
+    let problem = match line {
+        Some(line) => format!("{} (line {line})", message.trim()),
+        None => message.trim().to_owned(),
+    };
+    ConfigError::Invalid { key, problem }
 }
 
 /// Keys that exist but have no default value.
@@ -512,103 +563,105 @@ fn apply_override(table: &mut toml::Table, defaults: &toml::Table, var: &str, va
 
 impl RawConfig {
     fn validate(self) -> Result<Settings, ConfigError> {
-        let r = self.redis;
-        let mode = match r.mode.as_str() {
-            "list" => QueueMode::List,
-            "stream" => QueueMode::Stream,
-            other => return Err(invalid("redis.mode", format!("expected \"list\" or \"stream\", got {other:?}"))),
-        };
-        if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://") || r.url.starts_with("unix://")) {
+        Ok(Settings {
+            redis: self.redis.validate()?,
+            clickhouse: self.clickhouse.validate()?,
+            lookup: self.lookup.validate()?,
+            publisher: self.publisher.validate()?,
+            output: self.output.validate()?,
+            http: self.http.validate()?,
+            log: self.log.validate(),
+            daemon: self.daemon.validate()?,
+        })
+    }
+}
+
+impl RawRedis {
+    fn validate(self) -> Result<RedisSettings, ConfigError> {
+        if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://") || self.url.starts_with("unix://")) {
             return Err(invalid("redis.url", "expected a redis://, rediss:// or unix:// URL"));
         }
-        redis::Client::open(r.url.as_str()).map_err(|e| invalid("redis.url", e.to_string()))?;
-        non_empty("redis.queue", &r.queue)?;
-        non_empty("redis.group", &r.group)?;
-        let lease = duration_at_least("redis.lease", &r.lease, Duration::from_secs(1))?;
-        let redis = RedisSettings {
-            url: Secret::new(r.url),
-            queue: r.queue,
-            mode,
-            group: r.group,
-            consumer: r.consumer,
+        redis::Client::open(self.url.as_str()).map_err(|e| invalid("redis.url", e.to_string()))?;
+        non_empty("redis.queue", &self.queue)?;
+        non_empty("redis.group", &self.group)?;
+        let lease = duration_at_least("redis.lease", &self.lease, Duration::from_secs(1))?;
+        Ok(RedisSettings {
+            url: Secret::new(self.url),
+            queue: self.queue,
+            mode: self.mode,
+            group: self.group,
+            consumer: self.consumer,
             lease,
-            fetch_batch: range("redis.fetch_batch", r.fetch_batch, 1, 10_000)?,
-            block: duration_at_least("redis.block", &r.block, Duration::from_millis(10))?,
+            fetch_batch: range("redis.fetch_batch", self.fetch_batch, 1, 10_000)?,
+            block: duration_at_least("redis.block", &self.block, Duration::from_millis(10))?,
             response_timeout: duration_at_least(
                 "redis.response_timeout",
-                &r.response_timeout,
+                &self.response_timeout,
                 Duration::from_millis(10),
             )?,
-            dedup_ttl: duration_at_least("redis.dedup_ttl", &r.dedup_ttl, Duration::from_secs(1))?,
+            dedup_ttl: duration_at_least("redis.dedup_ttl", &self.dedup_ttl, Duration::from_secs(1))?,
             // A replica restarted with its file resolves its write records at
             // once; the grace only times out one that never comes back.
-            write_grace: duration_at_least("redis.write_grace", &r.write_grace, lease)?,
-            max_deliveries: range("redis.max_deliveries", r.max_deliveries, 1, 1000)? as u32,
-        };
+            write_grace: duration_at_least("redis.write_grace", &self.write_grace, lease)?,
+            max_deliveries: range("redis.max_deliveries", self.max_deliveries, 1, 1000)? as u32,
+        })
+    }
+}
 
-        let c = self.clickhouse;
-        http_url("clickhouse.url", &c.url)?;
-        identifier("clickhouse.database", &c.database)?;
-        identifier("clickhouse.table", &c.table)?;
-        let clickhouse = ClickhouseSettings {
-            url: c.url.trim_end_matches('/').to_owned(),
-            database: c.database,
-            table: c.table,
-            user: c.user,
-            password: Secret::new(c.password),
-            timeout: duration_at_least("clickhouse.timeout", &c.timeout, Duration::from_millis(10))?,
-        };
+impl RawClickhouse {
+    fn validate(self) -> Result<ClickhouseSettings, ConfigError> {
+        http_url("clickhouse.url", &self.url)?;
+        identifier("clickhouse.database", &self.database)?;
+        identifier("clickhouse.table", &self.table)?;
+        Ok(ClickhouseSettings {
+            url: self.url.trim_end_matches('/').to_owned(),
+            database: self.database,
+            table: self.table,
+            user: self.user,
+            password: Secret::new(self.password),
+            timeout: duration_at_least("clickhouse.timeout", &self.timeout, Duration::from_millis(10))?,
+        })
+    }
+}
 
-        let l = self.lookup;
-        let lookup = LookupSettings {
-            workers: range("lookup.workers", l.workers, 1, 64)?,
-            batch_size: range("lookup.batch_size", l.batch_size, 1, MAX_LOOKUP_BATCH as u64)?,
-            batch_wait: parse_duration(&l.batch_wait).map_err(|p| invalid("lookup.batch_wait", p))?,
-            backlog_wait: parse_duration(&l.backlog_wait).map_err(|p| invalid("lookup.backlog_wait", p))?,
-        };
+impl RawLookup {
+    fn validate(self) -> Result<LookupSettings, ConfigError> {
+        Ok(LookupSettings {
+            workers: range("lookup.workers", self.workers, 1, 64)?,
+            batch_size: range("lookup.batch_size", self.batch_size, 1, MAX_LOOKUP_BATCH as u64)?,
+            batch_wait: parse_duration(&self.batch_wait).map_err(|p| invalid("lookup.batch_wait", p))?,
+            backlog_wait: parse_duration(&self.backlog_wait).map_err(|p| invalid("lookup.backlog_wait", p))?,
+        })
+    }
+}
 
-        let p = self.publisher;
-        let kind = match p.kind.as_str() {
-            "pastebin" => PublisherKind::Pastebin,
-            "upload" => PublisherKind::Upload,
-            "webhook" => PublisherKind::Webhook,
-            other => {
-                return Err(invalid(
-                    "publisher.kind",
-                    format!("expected \"pastebin\", \"upload\" or \"webhook\", got {other:?}"),
-                ))
-            }
-        };
-        http_url("publisher.url", &p.url)?;
-        if p.paste_private > 2 {
+impl RawPublisher {
+    fn validate(self) -> Result<PublisherSettings, ConfigError> {
+        let kind = self.kind;
+        http_url("publisher.url", &self.url)?;
+        if self.paste_private > 2 {
             return Err(invalid("publisher.paste_private", "expected 0 (public), 1 (unlisted) or 2 (private)"));
         }
-        if !["N", "10M", "1H", "1D", "1W", "2W", "1M", "6M", "1Y"].contains(&p.paste_expire_date.as_str()) {
+        if !["N", "10M", "1H", "1D", "1W", "2W", "1M", "6M", "1Y"].contains(&self.paste_expire_date.as_str()) {
             return Err(invalid("publisher.paste_expire_date", "expected one of N, 10M, 1H, 1D, 1W, 2W, 1M, 6M, 1Y"));
         }
-        if !p.url_pointer.is_empty() && !p.url_pointer.starts_with('/') {
+        if !self.url_pointer.is_empty() && !self.url_pointer.starts_with('/') {
             return Err(invalid("publisher.url_pointer", "a JSON Pointer starts with '/', such as \"/url\""));
         }
-        non_empty("publisher.field", &p.field)?;
-        let pointer_first = match p.url_from.as_str() {
-            "location" => false,
-            "pointer" if !p.url_pointer.is_empty() => true,
-            "pointer" => return Err(invalid("publisher.url_from", "\"pointer\" needs publisher.url_pointer")),
-            other => {
-                return Err(invalid(
-                    "publisher.url_from",
-                    format!("expected \"location\" or \"pointer\", got {other:?}"),
-                ))
-            }
+        non_empty("publisher.field", &self.field)?;
+        let pointer_first = match self.url_from {
+            UrlFrom::Location => false,
+            UrlFrom::Pointer if !self.url_pointer.is_empty() => true,
+            UrlFrom::Pointer => return Err(invalid("publisher.url_from", "\"pointer\" needs publisher.url_pointer")),
         };
-        let url_template = match (p.url_template.as_str(), kind) {
+        let url_template = match (self.url_template.as_str(), kind) {
             ("", _) => None,
             (_, PublisherKind::Pastebin) => {
                 return Err(invalid("publisher.url_template", "applies to kind = \"upload\" or \"webhook\""))
             }
             (text, _) => Some(UrlTemplate::parse(text).map_err(|e| invalid("publisher.url_template", e.0))?),
         };
-        let body = match (p.body.as_str(), kind) {
+        let body = match (self.body.as_str(), kind) {
             ("", _) => None,
             (text, PublisherKind::Webhook) => {
                 Some(BodyTemplate::parse(text).map_err(|e| invalid("publisher.body", e.0))?)
@@ -616,7 +669,7 @@ impl RawConfig {
             _ => return Err(invalid("publisher.body", "applies to kind = \"webhook\"")),
         };
         let mut headers = Vec::new();
-        for (name, value) in p.headers {
+        for (name, value) in self.headers {
             let key = format!("publisher.headers.{name}");
             if awc::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(invalid(&key, "not a valid HTTP header name"));
@@ -626,92 +679,84 @@ impl RawConfig {
             }
             headers.push((name, Secret::new(value)));
         }
-        let rate_limit = match p.rate_limit {
-            None => None,
-            Some(rl) => {
-                let requests = range("publisher.rate_limit.requests", rl.requests, 1, u32::MAX as u64)?;
-                let per = duration_at_least("publisher.rate_limit.per", &rl.per, Duration::from_millis(1))?;
-                let burst = range("publisher.rate_limit.burst", rl.burst, 1, u32::MAX as u64)?;
-                let requests = NonZeroU32::new(requests as u32).expect("checked");
-                if (per / requests.get()).is_zero() {
-                    return Err(invalid("publisher.rate_limit", "more than one request per nanosecond"));
-                }
-                Some(RateLimit { requests, per, burst: NonZeroU32::new(burst as u32).expect("checked") })
-            }
-        };
-        let backoff_base = duration_at_least("publisher.backoff_base", &p.backoff_base, Duration::from_millis(1))?;
-        let backoff_max = duration_at_least("publisher.backoff_max", &p.backoff_max, Duration::from_millis(1))?;
+        let backoff_base = duration_at_least("publisher.backoff_base", &self.backoff_base, Duration::from_millis(1))?;
+        let backoff_max = duration_at_least("publisher.backoff_max", &self.backoff_max, Duration::from_millis(1))?;
         if backoff_max < backoff_base {
             return Err(invalid("publisher.backoff_max", "must not be less than publisher.backoff_base"));
         }
-        let publisher = PublisherSettings {
+        Ok(PublisherSettings {
             kind,
-            url: p.url,
-            api_dev_key: Secret::new(p.api_dev_key),
-            api_user_key: Secret::new(p.api_user_key),
-            paste_private: p.paste_private as u8,
-            paste_expire_date: p.paste_expire_date,
-            field: p.field,
-            url_pointer: p.url_pointer,
+            url: self.url,
+            api_dev_key: Secret::new(self.api_dev_key),
+            api_user_key: Secret::new(self.api_user_key),
+            paste_private: self.paste_private as u8,
+            paste_expire_date: self.paste_expire_date,
+            field: self.field,
+            url_pointer: self.url_pointer,
             pointer_first,
             url_template,
             body,
             headers,
-            max_attempts: range("publisher.max_attempts", p.max_attempts, 1, 1000)? as u32,
-            concurrency: range("publisher.concurrency", p.concurrency, 1, 1024)?,
-            timeout: duration_at_least("publisher.timeout", &p.timeout, Duration::from_millis(10))?,
+            max_attempts: range("publisher.max_attempts", self.max_attempts, 1, 1000)? as u32,
+            concurrency: range("publisher.concurrency", self.concurrency, 1, 1024)?,
+            timeout: duration_at_least("publisher.timeout", &self.timeout, Duration::from_millis(10))?,
             backoff_base,
             backoff_max,
-            quota_cooldown: duration_at_least("publisher.quota_cooldown", &p.quota_cooldown, Duration::from_millis(1))?,
-            refused_retry: duration_at_least("publisher.refused_retry", &p.refused_retry, Duration::from_millis(1))?,
-            rate_limit,
-        };
-
-        non_empty("output.path", &self.output.path)?;
-        let output = OutputSettings { path: PathBuf::from(self.output.path) };
-
-        let listen = self.http.listen.parse().map_err(|_| {
-            invalid("http.listen", format!("expected host:port such as 127.0.0.1:9187, got {:?}", self.http.listen))
-        })?;
-
-        let level = log_level("log.level", &self.log.level)?;
-        let dependencies = log_level("log.dependencies", &self.log.dependencies)?;
-        let format = match self.log.format.as_str() {
-            "auto" => LogFormat::Auto,
-            "json" => LogFormat::Json,
-            "text" => LogFormat::Text,
-            other => return Err(invalid("log.format", format!("expected auto, json or text, got {other:?}"))),
-        };
-
-        let daemon = DaemonSettings {
-            max_in_flight: range("daemon.max_in_flight", self.daemon.max_in_flight, 1, 1_000_000)?,
-            shutdown_timeout: parse_duration(&self.daemon.shutdown_timeout)
-                .map_err(|p| invalid("daemon.shutdown_timeout", p))?,
-            main_thread_nice: range("daemon.main_thread_nice", self.daemon.main_thread_nice, 0, 19)? as i32,
-        };
-
-        Ok(Settings {
-            redis,
-            clickhouse,
-            lookup,
-            publisher,
-            output,
-            http: HttpSettings { listen },
-            log: LogSettings { level, format, dependencies },
-            daemon,
+            quota_cooldown: duration_at_least(
+                "publisher.quota_cooldown",
+                &self.quota_cooldown,
+                Duration::from_millis(1),
+            )?,
+            refused_retry: duration_at_least("publisher.refused_retry", &self.refused_retry, Duration::from_millis(1))?,
+            rate_limit: self.rate_limit.map(RawRateLimit::validate).transpose()?,
         })
     }
 }
 
-fn log_level(key: &str, value: &str) -> Result<slog::Level, ConfigError> {
-    Ok(match value {
-        "trace" => slog::Level::Trace,
-        "debug" => slog::Level::Debug,
-        "info" => slog::Level::Info,
-        "warn" | "warning" => slog::Level::Warning,
-        "error" => slog::Level::Error,
-        other => return Err(invalid(key, format!("expected trace, debug, info, warn or error, got {other:?}"))),
-    })
+impl RawRateLimit {
+    fn validate(self) -> Result<RateLimit, ConfigError> {
+        let requests = range("publisher.rate_limit.requests", self.requests, 1, u32::MAX as u64)?;
+        let per = duration_at_least("publisher.rate_limit.per", &self.per, Duration::from_millis(1))?;
+        let burst = range("publisher.rate_limit.burst", self.burst, 1, u32::MAX as u64)?;
+        let requests = NonZeroU32::new(requests as u32).expect("checked");
+        if (per / requests.get()).is_zero() {
+            return Err(invalid("publisher.rate_limit", "more than one request per nanosecond"));
+        }
+        Ok(RateLimit { requests, per, burst: NonZeroU32::new(burst as u32).expect("checked") })
+    }
+}
+
+impl RawOutput {
+    fn validate(self) -> Result<OutputSettings, ConfigError> {
+        non_empty("output.path", &self.path)?;
+        Ok(OutputSettings { path: PathBuf::from(self.path) })
+    }
+}
+
+impl RawHttp {
+    fn validate(self) -> Result<HttpSettings, ConfigError> {
+        let listen = self.listen.parse().map_err(|_| {
+            invalid("http.listen", format!("expected host:port such as 127.0.0.1:9187, got {:?}", self.listen))
+        })?;
+        Ok(HttpSettings { listen })
+    }
+}
+
+impl RawLog {
+    fn validate(self) -> LogSettings {
+        LogSettings { level: self.level.into(), format: self.format, dependencies: self.dependencies.into() }
+    }
+}
+
+impl RawDaemon {
+    fn validate(self) -> Result<DaemonSettings, ConfigError> {
+        Ok(DaemonSettings {
+            max_in_flight: range("daemon.max_in_flight", self.max_in_flight, 1, 1_000_000)?,
+            shutdown_timeout: parse_duration(&self.shutdown_timeout)
+                .map_err(|p| invalid("daemon.shutdown_timeout", p))?,
+            main_thread_nice: range("daemon.main_thread_nice", self.main_thread_nice, 0, 19)? as i32,
+        })
+    }
 }
 
 fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
@@ -925,6 +970,21 @@ url_template = "https://paste.example/{value}"
         assert!(msg.contains("line 2"), "{msg}");
         let msg = problem("[redis]\nfetch_batch = \"many\"", &[]);
         assert!(msg.contains("fetch_batch") || msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn misspelt_values_name_the_key_the_choices_and_the_line() {
+        let msg = problem("[redis]\nqueue = \"q\"\nmode = \"lsit\"", &[]);
+        assert!(msg.starts_with("redis.mode:"), "{msg}");
+        assert!(msg.contains("`list`") && msg.contains("`stream`") && msg.contains("line 3"), "{msg}");
+        let msg = problem("", &[("DEVICE_LOOKUP__PUBLISHER__KIND", "ftp")]);
+        assert!(msg.starts_with("publisher.kind:") && msg.contains("`webhook`"), "{msg}");
+        let msg = problem("[log]\nformat = \"xml\"", &[]);
+        assert!(msg.starts_with("log.format:") && msg.contains("`json`"), "{msg}");
+        let s = load("[log]\nlevel = \"warning\"\ndependencies = \"error\"", &[]).unwrap();
+        assert_eq!((s.log.level, s.log.dependencies), (slog::Level::Warning, slog::Level::Error));
+        let s = load("", &[("DEVICE_LOOKUP__REDIS__MODE", "stream")]).unwrap();
+        assert_eq!(s.redis.mode, QueueMode::Stream);
     }
 
     #[test]
