@@ -16,7 +16,9 @@ password = ${MYSQL_PASSWORD}
 database = ${MYSQL_DATABASE:-app}
 
 [redis]
-sentinels = ${REDIS_SENTINELS:-tasks.sentinel:26379}
+# Sentinels to ask for the primary; empty: REDIS_HOST directly (migration phase 2)
+sentinels = ${REDIS_SENTINELS-tasks.sentinel:26379}
+host = ${REDIS_HOST:-}
 service = ${REDIS_SERVICE:-legacy}
 password = ${REDIS_PASSWORD}
 INI

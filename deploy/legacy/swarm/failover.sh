@@ -37,7 +37,7 @@ tools=""
 start_tools() {
     [ -r "$PWFILE" ] || die "no admin password file at $PWFILE"
     tools=legacy-dbtools-$$
-    docker run -d --rm --name "$tools" --user 0 --network "${STACK}_data" --entrypoint sleep \
+    docker run -d --rm --no-healthcheck --name "$tools" --user 0 --network "${STACK}_data" --entrypoint sleep \
         -v "$(readlink -f "$PWFILE"):/run/admin_password:ro" "$TOOLS_IMAGE" 3600 >/dev/null
     trap 'docker rm -f "$tools" >/dev/null 2>&1 || true' EXIT
 }

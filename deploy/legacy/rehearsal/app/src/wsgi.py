@@ -15,6 +15,7 @@ import os
 import socket
 
 import pymysql
+import redis
 from redis.sentinel import Sentinel
 
 _settings = ConfigParser.RawConfigParser()
@@ -30,6 +31,10 @@ def _sentinels():
 
 def _redis():
     password = _settings.get("redis", "password") or None
+    if not _settings.get("redis", "sentinels"):
+        # No Sentinel yet (the migration's phase 2): the legacy Redis directly.
+        host = _settings.get("redis", "host")
+        return redis.StrictRedis(host=host, password=password, socket_timeout=1.0), (host, 6379)
     sentinel = Sentinel(_sentinels(), socket_timeout=1.0,
                         sentinel_kwargs={"password": password, "socket_timeout": 1.0})
     name = _settings.get("redis", "service")
