@@ -65,7 +65,7 @@ http {
 NGINX
 "$(sbin nginx)" -c "$WORK/nginx/nginx.conf" &
 NGINX_PID=$!
-pids+=($NGINX_PID)
+pids+=("$NGINX_PID")
 wait_for "nginx" 10 curl -sf -X POST "http://127.0.0.1:$SINK_PORT/api/api_post.php"
 
 config() { # config NAME [extra toml]
@@ -146,7 +146,7 @@ BEFORE=$(servers_ticks)
 t0=$(date +%s.%N)
 "$1" --config "$CFG" run >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
-pids+=($DAEMON)
+pids+=("$DAEMON")
 # One process polling over one connection: starting redis-cli three times a
 # tenth of a second would take CPU from the run it measures.
 python3 - "$REDIS_PORT" device-lookup:tasks 600 <<'PY'
@@ -205,7 +205,7 @@ curl -s "http://127.0.0.1:$CH_PORT/" --data-binary \
 LCFG=$(config latency)
 "$BIN" --config "$LCFG" run >"$WORK/latency-daemon.log" 2>&1 &
 LD=$!
-pids+=($LD)
+pids+=("$LD")
 wait_for "the latency daemon" 20 curl -sf "http://$(grep '^listen' "$LCFG" | cut -d'"' -f2)/readyz"
 python3 benches/offer.py --redis-port "$REDIS_PORT" --rate 1000 --seconds 10 --devices "$WORK/devices.tsv" >/dev/null
 lines_at_least() { [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge "$2" ]; }
@@ -228,7 +228,7 @@ PY
 RCFG=$(SINK=$SINK_LOG_PORT config rate $'[publisher.rate_limit]\nrequests = 50\nper = "1s"\n[daemon]\nshutdown_timeout = "1s"')
 "$BIN" --config "$RCFG" run >"$WORK/rate-daemon.log" 2>&1 &
 RD=$!
-pids+=($RD)
+pids+=("$RD")
 python3 benches/offer.py --redis-port "$REDIS_PORT" --rate 100 --seconds 32 --devices "$WORK/devices.tsv" >/dev/null
 kill -TERM $RD && wait $RD || true
 python3 - "$WORK/nginx/access.log" <<'PY' >>"$WORK/stages.jsonl"

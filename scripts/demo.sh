@@ -67,7 +67,7 @@ export DEVICE_LOOKUP_CONFIG=$WORK/config.toml
 START=$(date +%s.%N)
 "$BIN" run >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
-pids+=($DAEMON)
+pids+=("$DAEMON")
 wait_for "the queue to drain" 600 queue_drained device-lookup:tasks
 END=$(date +%s.%N)
 kill -TERM $DAEMON

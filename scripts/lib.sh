@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers shared by demo.sh and benches/pipeline.sh: free ports, waiting
 # for a condition with a deadline, and local Redis/ClickHouse instances under
 # a work directory, all stopped when the calling script exits.

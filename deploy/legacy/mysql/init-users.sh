@@ -5,6 +5,7 @@
 # create the same accounts themselves, nothing replicates twice.
 secret() { tr -d '\n' <"/run/secrets/$1"; }
 PEER=${LEGACY_PEER:?LEGACY_PEER: the other node of the pair}
+# shellcheck disable=SC2154 # mysql: the image entrypoint's client array
 "${mysql[@]}" <<SQL
 SET SQL_LOG_BIN = 0;
 CREATE DATABASE IF NOT EXISTS app CHARACTER SET utf8mb4;

@@ -12,5 +12,5 @@ cp -a "$here/app/requirements.txt" "$here/app/src" "$ctx/"
 mkdir -p "$ctx/deploy"
 cp -a "$here/../app" "$ctx/deploy/app"
 secret=()
-[ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=cacert,src=/etc/ssl/certs/ca-certificates.crt)
+[ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret "id=cacert,src=/etc/ssl/certs/ca-certificates.crt")
 DOCKER_BUILDKIT=1 docker build -q "${secret[@]}" --build-arg "BASE=$1" -t "$2" -f "$ctx/deploy/app/Dockerfile" "$ctx"
