@@ -45,7 +45,7 @@ pub fn server(settings: Arc<Settings>, metrics: Arc<Metrics>) -> std::io::Result
 }
 
 async fn render_metrics(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
+    HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(state.metrics.render())
 }
 
 async fn healthz() -> HttpResponse {

@@ -24,7 +24,6 @@
 
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -179,9 +178,9 @@ impl LookupActor {
                         info!(act.log, "ClickHouse answers lookups again");
                     }
                     act.metrics.up(Dependency::ClickHouse);
-                    act.metrics.lookup_seconds.observe_duration(started.elapsed());
+                    act.metrics.lookup_seconds.observe(started.elapsed().as_secs_f64());
                     act.metrics.lookup_batch_size.observe(devices as f64);
-                    act.metrics.lookup_batches.fetch_add(1, Ordering::Relaxed);
+                    act.metrics.lookup_batches.inc();
                     let mut hits = Vec::new();
                     let mut misses = Vec::new();
                     for job in act.pending.drain(..n) {

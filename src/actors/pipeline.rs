@@ -42,7 +42,7 @@ use crate::queue::unique_consumer_name;
 pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
     let settings = Arc::new(settings);
     let metrics = Arc::new(Metrics::default());
-    metrics.in_flight_limit.store(settings.daemon.max_in_flight as u64, std::sync::atomic::Ordering::Relaxed);
+    metrics.in_flight_limit.set(settings.daemon.max_in_flight as i64);
     let consumer =
         if settings.redis.consumer.is_empty() { unique_consumer_name() } else { settings.redis.consumer.clone() };
     info!(log, "starting"; "consumer" => &consumer, "version" => env!("CARGO_PKG_VERSION"),
@@ -105,7 +105,7 @@ pub async fn run(settings: Settings, log: Logger) -> std::io::Result<()> {
     let drained = tokio::time::timeout(settings.daemon.shutdown_timeout, queue_reader.send(Drained)).await;
     if drained.is_err() {
         warn!(log, "shutdown timeout: tasks still in flight return to the queue";
-            "in_flight" => metrics.in_flight.load(std::sync::atomic::Ordering::Relaxed));
+            "in_flight" => metrics.in_flight.get());
     }
     match queue_reader.send(Release).await {
         Ok(Ok(n)) => info!(log, "left the queue"; "returned_to_queue" => n),

@@ -35,7 +35,6 @@
 //! limiter stay.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -247,7 +246,7 @@ impl PublisherActor {
             },
         };
         self.active.insert(id, job);
-        self.metrics.publish_attempts.fetch_add(1, Ordering::Relaxed);
+        self.metrics.publish_attempts.inc();
         let (kind, pointer, pointer_first, timeout) = (p.kind, p.url_pointer.clone(), p.pointer_first, p.timeout);
         let url_template = p.url_template.clone();
         let attempt = async move {
@@ -291,7 +290,7 @@ impl PublisherActor {
         };
         let started = Instant::now();
         ctx.spawn(fut.into_actor(self).map(move |verdict, act, ctx| {
-            act.metrics.publish_seconds.observe_duration(started.elapsed());
+            act.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
             act.answered(ctx, id, verdict)
         }));
     }

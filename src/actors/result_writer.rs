@@ -30,7 +30,6 @@
 //! log limiter stay.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -223,7 +222,7 @@ impl ResultWriter {
                     if act.reconnect.succeeded() {
                         info!(act.log, "results file written again");
                     }
-                    act.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    act.metrics.fsyncs.inc();
                     let loaded = batch.len() >= GATHER_FROM;
                     act.settle(ctx, batch, end);
                     if loaded {

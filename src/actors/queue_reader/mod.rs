@@ -43,7 +43,6 @@
 //! queue; in stream mode such entries are taken again.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -239,7 +238,7 @@ impl QueueReader {
     /// A heartbeat sent at `sent_at` was acknowledged: the lease clock moves
     /// on, what we hold no more is forgotten, dead consumers' work is taken.
     fn beaten(&mut self, ctx: &mut Context<Self>, sent_at: Instant, beat: Beat) {
-        self.metrics.queue_depth.store(beat.depth, Ordering::Relaxed);
+        self.metrics.queue_depth.set(beat.depth as i64);
         if let Confirmed::NewEpoch(epoch) = self.clock.confirm(sent_at) {
             if epoch > 1 {
                 warn!(self.log, "this consumer was silent beyond its lease (stalled, or Redis was away); \
@@ -279,7 +278,7 @@ impl QueueReader {
             "tasks" => ids.len());
         self.metrics.count(TaskOutcome::LostLease, ids.len() as u64);
         self.in_flight_count = self.in_flight_count.saturating_sub(ids.len());
-        self.metrics.in_flight.store(self.in_flight_count as u64, Ordering::Relaxed);
+        self.metrics.in_flight.set(self.in_flight_count as i64);
         for id in ids.into_iter().flatten() {
             self.release_claim(id);
         }
@@ -395,7 +394,7 @@ impl QueueReader {
         }
         debug!(self.log, "took tasks"; "count" => items.len());
         self.in_flight_count += items.len();
-        self.metrics.in_flight.store(self.in_flight_count as u64, Ordering::Relaxed);
+        self.metrics.in_flight.set(self.in_flight_count as i64);
         self.holdings.took(&items);
         let max_deliveries = self.settings.redis.max_deliveries;
         for delivery in items {
@@ -555,7 +554,7 @@ impl QueueReader {
         for s in batch {
             let took = s.delivery.taken_at.elapsed();
             self.metrics.count(s.outcome.kind(), 1);
-            self.metrics.task_seconds.observe_duration(took);
+            self.metrics.task_seconds.observe(took.as_secs_f64());
             debug!(self.log, "settled"; "task_id" => s.task_id.as_deref().unwrap_or("-"),
                 "outcome" => s.outcome.kind().label(), "ms" => took.as_millis() as u64);
             if let Some(id) = s.task_id {
@@ -563,7 +562,7 @@ impl QueueReader {
             }
         }
         self.in_flight_count = self.in_flight_count.saturating_sub(n);
-        self.metrics.in_flight.store(self.in_flight_count as u64, Ordering::Relaxed);
+        self.metrics.in_flight.set(self.in_flight_count as i64);
         self.check_drained();
     }
 
