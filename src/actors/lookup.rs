@@ -19,10 +19,10 @@
 //! ClickHouse failed: the tasks wait, and the QueueReader pauses intake while
 //! ClickHouse is marked failing.
 //!
-//! **A restart resets** the ClickHouse client and the flags of the cancelled
-//! query. The pending tasks, the backoff and the log limiter stay.
+//! **A restart resets** the ClickHouse client; a query it cancelled puts its
+//! batch back at the head of the pending tasks ([`super::pending::Pending`]).
+//! The pending tasks, the backoff and the log limiter stay.
 
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +31,7 @@ use actix::prelude::*;
 use slog::{debug, error, info, warn, Logger};
 
 use super::forward;
+use super::pending::Pending;
 use super::reconnect::Reconnect;
 use crate::config::Settings;
 use crate::db::{Db, DbError, KeyLookup};
@@ -46,8 +47,8 @@ pub struct LookupActor {
     publish: Recipient<Publish>,
     /// The lookup client (holds an awc client: built here, on this arbiter).
     db: Option<Rc<KeyLookup>>,
-    pending: VecDeque<Job>,
-    querying: bool,
+    /// Tasks waiting for a query, and the batch a query runs for.
+    pending: Pending<Job>,
     /// The timer that runs a partial batch, and when it fires.
     flush_timer: Option<(SpawnHandle, Instant)>,
     /// The latest tasks came while the queue had a backlog.
@@ -71,8 +72,7 @@ impl LookupActor {
             settle,
             publish,
             db: None,
-            pending: VecDeque::new(),
-            querying: false,
+            pending: Pending::default(),
             flush_timer: None,
             backlog: false,
             reconnect: Reconnect::new(Dependency::ClickHouse),
@@ -129,12 +129,12 @@ impl LookupActor {
     /// backlog. A timer armed for a backlog is brought forward when the
     /// backlog ends.
     fn maybe_query(&mut self, ctx: &mut Context<Self>) {
-        if self.querying || self.db.is_none() || self.pending.is_empty() {
+        if !self.pending.ready() || self.db.is_none() {
             return;
         }
         let l = &self.settings.lookup;
         let wait = if self.backlog { l.backlog_wait.max(l.batch_wait) } else { l.batch_wait };
-        if self.pending.len() >= l.batch_size || wait.is_zero() {
+        if self.pending.queued() >= l.batch_size || wait.is_zero() {
             self.query(ctx);
             return;
         }
@@ -155,52 +155,50 @@ impl LookupActor {
     }
 
     fn query(&mut self, ctx: &mut Context<Self>) {
-        if self.querying || self.pending.is_empty() {
+        if !self.pending.ready() {
             return;
         }
         let Some(lookup) = self.db.clone() else { return };
         if let Some((t, _)) = self.flush_timer.take() {
             ctx.cancel_future(t);
         }
-        self.querying = true;
-        let n = self.pending.len().min(self.settings.lookup.batch_size);
-        let mut keys: Vec<(u32, u64)> = self.pending.iter().take(n).map(|j| j.task.device_key()).collect();
+        let batch = self.pending.start(self.settings.lookup.batch_size);
+        let mut keys: Vec<(u32, u64)> = batch.iter().map(|j| j.task.device_key()).collect();
         keys.sort_unstable();
         keys.dedup();
         let started = Instant::now();
         let devices = keys.len();
         let fut = async move { lookup.run(&keys).await };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            act.querying = false;
-            match res {
-                Ok(found) => {
-                    if act.reconnect.succeeded() {
-                        info!(act.log, "ClickHouse answers lookups again");
-                    }
-                    act.metrics.up(Dependency::ClickHouse);
-                    act.metrics.lookup_seconds.observe(started.elapsed().as_secs_f64());
-                    act.metrics.lookup_batch_size.observe(devices as f64);
-                    act.metrics.lookup_batches.inc();
-                    let mut hits = Vec::new();
-                    let mut misses = Vec::new();
-                    for job in act.pending.drain(..n) {
-                        match found.get(&job.task.device_key()) {
-                            Some(username) => {
-                                hits.push(Found { delivery: job.delivery, task: job.task, username: username.clone() })
-                            }
-                            None => misses.push(job.settled(Outcome::NotFound)),
-                        }
-                    }
-                    if !hits.is_empty() {
-                        forward(&act.publish, Publish(hits));
-                    }
-                    if !misses.is_empty() {
-                        forward(&act.settle, Settle::new(misses));
-                    }
-                    act.maybe_query(ctx);
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(found) => {
+                if act.reconnect.succeeded() {
+                    info!(act.log, "ClickHouse answers lookups again");
                 }
-                // The batch is still at the head of `pending`.
-                Err(e) => act.fail(ctx, e),
+                act.metrics.up(Dependency::ClickHouse);
+                act.metrics.lookup_seconds.observe(started.elapsed().as_secs_f64());
+                act.metrics.lookup_batch_size.observe(devices as f64);
+                act.metrics.lookup_batches.inc();
+                let mut hits = Vec::new();
+                let mut misses = Vec::new();
+                for job in act.pending.finish() {
+                    match found.get(&job.task.device_key()) {
+                        Some(username) => {
+                            hits.push(Found { delivery: job.delivery, task: job.task, username: username.clone() })
+                        }
+                        None => misses.push(job.settled(Outcome::NotFound)),
+                    }
+                }
+                if !hits.is_empty() {
+                    forward(&act.publish, Publish(hits));
+                }
+                if !misses.is_empty() {
+                    forward(&act.settle, Settle::new(misses));
+                }
+                act.maybe_query(ctx);
+            }
+            Err(e) => {
+                act.pending.cancel();
+                act.fail(ctx, e);
             }
         }));
     }
@@ -218,7 +216,8 @@ impl Actor for LookupActor {
 impl Supervised for LookupActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.db = None;
-        self.querying = false;
+        // A query cancelled by the stop: its batch waits at the head again.
+        self.pending.cancel();
         self.flush_timer = None;
     }
 }

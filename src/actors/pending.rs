@@ -35,6 +35,34 @@ impl<T> Pending<T> {
         self.running.is_none() && !self.queued.is_empty()
     }
 
+    /// Items waiting, not counting a running batch.
+    pub fn queued(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Items waiting and running.
+    pub fn len(&self) -> usize {
+        self.queued.len() + self.running.as_ref().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts the first `n` waiting items (or all, if fewer wait) as the
+    /// running batch; answers it, to build the future's input from.
+    pub fn start(&mut self, n: usize) -> &[T] {
+        debug_assert!(self.running.is_none(), "one batch at a time");
+        let rest = self.queued.split_off(n.min(self.queued.len()));
+        let batch = std::mem::replace(&mut self.queued, rest);
+        self.running.insert(batch)
+    }
+
+    /// The running batch, to drop what turned out not to need the work.
+    pub fn running_mut(&mut self) -> Option<&mut Vec<T>> {
+        self.running.as_mut()
+    }
+
     /// Takes everything waiting out of the line, for the caller to sort
     /// before it starts a batch ([`Pending::run`]).
     pub fn take_queued(&mut self) -> Vec<T> {
@@ -85,5 +113,19 @@ mod tests {
         p.run(batch);
         assert_eq!(p.finish(), [4]);
         assert!(!p.is_running() && p.finish().is_empty());
+    }
+
+    #[test]
+    fn a_partial_batch_takes_the_head_and_leaves_the_rest_waiting() {
+        let mut p = Pending::default();
+        p.extend([1, 2, 3, 4, 5]);
+        assert_eq!(p.start(2), [1, 2]);
+        assert_eq!((p.queued(), p.len()), (3, 5));
+        p.push(6);
+        p.running_mut().unwrap().retain(|x| *x != 1);
+        p.cancel();
+        assert_eq!(p.start(10), [2, 3, 4, 5, 6], "the cancelled rest first, then the line");
+        assert_eq!(p.finish(), [2, 3, 4, 5, 6]);
+        assert!(p.is_empty());
     }
 }

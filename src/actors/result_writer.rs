@@ -37,6 +37,7 @@ use actix::prelude::*;
 use slog::{error, info, warn, Logger};
 use tokio::sync::oneshot;
 
+use super::pending::Pending;
 use super::reconnect::Reconnect;
 use super::{ask_fence, forward};
 use crate::config::Settings;
@@ -78,10 +79,11 @@ pub struct ResultWriter {
     metrics: Arc<Metrics>,
     to: WriterOutlets,
     file: Option<ResultsFile>,
-    buffer: Vec<Published>,
-    /// A group commit is under way: fenced (`fencing` holds its batch) or written.
-    writing: bool,
-    fencing: Option<Vec<Published>>,
+    /// Lines waiting for a group commit, and the batch a commit runs for.
+    commit: Pending<Published>,
+    /// The running batch waits for its fence's answer ([`Fenced`]), which
+    /// comes by message, restart or not; otherwise it is being written.
+    fencing: bool,
     reported: bool,
     written: VecDeque<Written>,
     next_seq: u64,
@@ -108,9 +110,8 @@ impl ResultWriter {
             metrics,
             to,
             file: None,
-            buffer: Vec::new(),
-            writing: false,
-            fencing: None,
+            commit: Pending::default(),
+            fencing: false,
             reported: false,
             written: VecDeque::new(),
             next_seq: 0,
@@ -162,11 +163,11 @@ impl ResultWriter {
             let path = self.settings.output.path.display().to_string();
             if failure == Failure::Misconfigured {
                 error!(self.log, "cannot write the results file; fix its path or permissions"; "path" => path,
-                    "during" => during, "error" => %e, "buffered" => self.buffer.len(),
+                    "during" => during, "error" => %e, "buffered" => self.commit.len(),
                     "similar_errors_suppressed" => suppressed);
             } else {
                 warn!(self.log, "results file failed; results wait in memory"; "path" => path, "during" => during,
-                    "error" => %e, "failure" => failure.label(), "buffered" => self.buffer.len(),
+                    "error" => %e, "failure" => failure.label(), "buffered" => self.commit.len(),
                     "similar_errors_suppressed" => suppressed);
             }
         }
@@ -177,32 +178,26 @@ impl ResultWriter {
     /// Starts one group commit of everything buffered, unless one runs: first
     /// the fence, whose answer ([`Fenced`]) lets [`ResultWriter::append`] go on.
     fn write(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || self.buffer.is_empty() || self.gather_timer.is_some() || self.file.is_none() {
+        if !self.commit.ready() || self.gather_timer.is_some() || self.file.is_none() {
             return;
         }
-        self.writing = true;
-        let batch = std::mem::take(&mut self.buffer);
-        let jobs = batch.iter().map(|p| p.found.job()).collect();
-        self.fencing = Some(batch);
+        let batch = self.commit.take_queued();
+        let jobs = self.commit.run(batch).iter().map(|p| p.found.job()).collect();
+        self.fencing = true;
         ask_fence(&self.to.fence, FencePurpose::Write, jobs, ctx.address().recipient());
     }
 
-    /// A batch not written goes back to the head of the buffer, in order.
-    fn put_back(&mut self, mut batch: Vec<Published>) {
-        batch.append(&mut self.buffer);
-        self.buffer = batch;
-    }
-
-    /// Writes and fsyncs a fenced batch on a blocking thread, then settles it.
-    fn append(&mut self, ctx: &mut Context<Self>, batch: Vec<Published>) {
+    /// Writes and fsyncs the fenced running batch on a blocking thread, then
+    /// settles it. A batch not written goes back to the head of the line.
+    fn append(&mut self, ctx: &mut Context<Self>) {
         let Some(mut file) = self.file.take() else {
-            self.put_back(batch);
-            self.writing = false;
+            self.commit.cancel();
             return;
         };
+        let batch = self.commit.running_mut().map_or(&[][..], |b| &b[..]);
         let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let mut bytes = Vec::with_capacity(batch.len() * 160);
-        for p in &batch {
+        for p in batch {
             serde_json::to_writer(&mut bytes, &Line::new(p, now.clone())).expect("a line always serialises");
             bytes.push(b'\n');
         }
@@ -215,9 +210,9 @@ impl ResultWriter {
             .unwrap_or_else(|e| (None, Err(std::io::Error::other(e.to_string()))))
         };
         ctx.spawn(fut.into_actor(self).map(move |(file, res), act, ctx| {
-            act.writing = false;
             match (file, res) {
                 (Some(file), Ok(end)) => {
+                    let batch = act.commit.finish();
                     act.file = Some(file);
                     if act.reconnect.succeeded() {
                         info!(act.log, "results file written again");
@@ -236,7 +231,7 @@ impl ResultWriter {
                 }
                 (_, res) => {
                     let e = res.err().unwrap_or_else(|| std::io::Error::other("the file handle was lost"));
-                    act.put_back(batch);
+                    act.commit.cancel();
                     act.fail(ctx, "write", e);
                 }
             }
@@ -290,23 +285,22 @@ impl Handler<Fenced> for ResultWriter {
     type Result = ();
 
     fn handle(&mut self, msg: Fenced, ctx: &mut Context<Self>) {
-        let Some(batch) = self.fencing.take() else { return };
-        if msg.0.len() != batch.len() {
-            // No answer (the QueueReader is gone: the process is ending).
-            self.put_back(batch);
-            self.writing = false;
+        if !std::mem::take(&mut self.fencing) {
             return;
         }
-        let ours: Vec<Published> = batch
-            .into_iter()
-            .zip(msg.0)
-            .filter_map(|(p, answer)| matches!(answer, FenceAnswer::Go { .. }).then_some(p))
-            .collect();
-        if ours.is_empty() {
-            self.writing = false;
+        let Some(batch) = self.commit.running_mut() else { return };
+        if msg.0.len() != batch.len() {
+            // No answer (the QueueReader is gone: the process is ending).
+            self.commit.cancel();
+            return;
+        }
+        let mut answers = msg.0.into_iter();
+        batch.retain(|_| matches!(answers.next(), Some(FenceAnswer::Go { .. })));
+        if batch.is_empty() {
+            self.commit.finish();
             self.write(ctx);
         } else {
-            self.append(ctx, ours);
+            self.append(ctx);
         }
     }
 }
@@ -344,8 +338,11 @@ impl Actor for ResultWriter {
 impl Supervised for ResultWriter {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.file = None;
-        // A fence under way answers by message, restart or not.
-        self.writing = self.fencing.is_some();
+        // A fence under way answers by message, restart or not; a write the
+        // stop cancelled puts its batch back at the head of the line.
+        if !self.fencing {
+            self.commit.cancel();
+        }
         self.checkpointing = false;
         self.checkpoint_timer = None;
         self.gather_timer = None;
@@ -357,7 +354,7 @@ impl Handler<Record> for ResultWriter {
     type Result = ();
 
     fn handle(&mut self, msg: Record, ctx: &mut Context<Self>) {
-        self.buffer.extend(msg.0);
+        self.commit.extend(msg.0);
         self.write(ctx);
     }
 }
