@@ -209,31 +209,29 @@ impl ResultWriter {
             .await
             .unwrap_or_else(|e| (None, Err(std::io::Error::other(e.to_string()))))
         };
-        ctx.spawn(fut.into_actor(self).map(move |(file, res), act, ctx| {
-            match (file, res) {
-                (Some(file), Ok(end)) => {
-                    let batch = act.commit.finish();
-                    act.file = Some(file);
-                    if act.reconnect.succeeded() {
-                        info!(act.log, "results file written again");
-                    }
-                    act.metrics.fsyncs.inc();
-                    let loaded = batch.len() >= GATHER_FROM;
-                    act.settle(ctx, batch, end);
-                    if loaded {
-                        act.gather_timer = Some(ctx.run_later(GATHER, |act, ctx| {
-                            act.gather_timer = None;
-                            act.write(ctx);
-                        }));
-                    } else {
+        ctx.spawn(fut.into_actor(self).map(move |(file, res), act, ctx| match (file, res) {
+            (Some(file), Ok(end)) => {
+                let batch = act.commit.finish();
+                act.file = Some(file);
+                if act.reconnect.succeeded() {
+                    info!(act.log, "results file written again");
+                }
+                act.metrics.fsyncs.inc();
+                let loaded = batch.len() >= GATHER_FROM;
+                act.settle(ctx, batch, end);
+                if loaded {
+                    act.gather_timer = Some(ctx.run_later(GATHER, |act, ctx| {
+                        act.gather_timer = None;
                         act.write(ctx);
-                    }
+                    }));
+                } else {
+                    act.write(ctx);
                 }
-                (_, res) => {
-                    let e = res.err().unwrap_or_else(|| std::io::Error::other("the file handle was lost"));
-                    act.commit.cancel();
-                    act.fail(ctx, "write", e);
-                }
+            }
+            (_, res) => {
+                let e = res.err().unwrap_or_else(|| std::io::Error::other("the file handle was lost"));
+                act.commit.cancel();
+                act.fail(ctx, "write", e);
             }
         }));
     }
