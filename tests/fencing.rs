@@ -93,7 +93,17 @@ fn a_replica_stalls_beyond_its_lease(mode: &str) {
             && held_by(&mut conn, mode, "replica-1") == 0
             && ids_of(&files).iter().collect::<HashSet<_>>().len() >= 1500
     });
-    let lost_lease = scrape(&replicas[0].1)["device_lookup_tasks_total{outcome=lost_lease}"];
+    // What the other replica took over, the resumed one drops: as lost while
+    // the other still has it in flight, as a duplicate once the other has
+    // written it. The other may finish everything before the resumed one
+    // has even looked, so this waits for it to look.
+    let (mut lost_lease, mut duplicate) = (0.0, 0.0);
+    wait_until("the resumed replica to drop what it lost", Duration::from_secs(30), || {
+        let metrics = scrape(&replicas[0].1);
+        lost_lease = metrics["device_lookup_tasks_total{outcome=lost_lease}"];
+        duplicate = metrics["device_lookup_tasks_total{outcome=duplicate}"];
+        lost_lease + duplicate > 0.0
+    });
     for (d, _) in replicas.iter_mut() {
         d.sigterm();
         assert!(d.wait(Duration::from_secs(30)).success(), "{}", d.log_text());
@@ -115,10 +125,9 @@ fn a_replica_stalls_beyond_its_lease(mode: &str) {
     let pastes = paste.created_ids();
     let pasted_twice = pastes.len() - pastes.iter().collect::<HashSet<_>>().len();
     assert!(pasted_twice <= CONCURRENCY, "{pasted_twice} pastes made twice, more than were on the wire");
-    assert!(lost_lease > 0.0, "the stalled replica dropped nothing it had lost");
     eprintln!(
         "{mode}: replica 0 held {held} tasks and had written {stalled_at} lines when stopped; it dropped \
-         {lost_lease} taken over; {pasted_twice} pastes made twice"
+         {lost_lease} taken over and {duplicate} already written by the other; {pasted_twice} pastes made twice"
     );
 }
 
