@@ -131,7 +131,7 @@ async fn sink_stage(p: &PublisherSettings, posts: usize) -> Duration {
     let mut next = 0;
     let mut running = futures_util::stream::FuturesUnordered::new();
     while next < posts || !running.is_empty() {
-        while next < posts && running.len() < p.concurrency {
+        while next < posts && running.len() < p.concurrency.max() {
             let task = Task {
                 id: format!("stage-{next:010}"),
                 ipv4: Ipv4Addr::from(0x0a00_0000 + next as u32),

@@ -92,6 +92,13 @@ pub enum Command {
         /// Also store each paste as a file here.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Answer every paste after this long ("50ms"): a service far away.
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        delay: std::time::Duration,
+        /// Beyond this many requests in flight, slower by half a delay per
+        /// request; from twice as many on, 503 (0: never).
+        #[arg(long, default_value_t = 0)]
+        knee: usize,
     },
 }
 

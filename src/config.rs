@@ -167,7 +167,8 @@ struct RawPublisher {
     body: String,
     headers: BTreeMap<String, String>,
     max_attempts: u64,
-    concurrency: u64,
+    concurrency: RawConcurrency,
+    max_concurrency: u64,
     timeout: String,
     backoff_base: String,
     backoff_max: String,
@@ -193,7 +194,8 @@ impl Default for RawPublisher {
             body: String::new(),
             headers: BTreeMap::new(),
             max_attempts: 8,
-            concurrency: 32,
+            concurrency: RawConcurrency::Count(32),
+            max_concurrency: 256,
             timeout: "10s".into(),
             backoff_base: "200ms".into(),
             backoff_max: "4s".into(),
@@ -253,6 +255,14 @@ impl Default for RawLog {
     fn default() -> Self {
         RawLog { level: Level::Info, format: LogFormat::Auto, dependencies: Level::Warn }
     }
+}
+
+/// `publisher.concurrency`: a number, or the word `adaptive`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+enum RawConcurrency {
+    Count(u64),
+    Word(String),
 }
 
 /// Where a webhook's answer names the paste's URL first.
@@ -392,13 +402,32 @@ pub struct PublisherSettings {
     /// Extra request headers (every kind); their values are secrets.
     pub headers: Vec<(String, Secret)>,
     pub max_attempts: u32,
-    pub concurrency: usize,
+    pub concurrency: Concurrency,
     pub timeout: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     pub quota_cooldown: Duration,
     pub refused_retry: Duration,
     pub rate_limit: Option<RateLimit>,
+}
+
+/// How many requests the publisher keeps in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    Fixed(usize),
+    /// Found by [`crate::sink::concurrency::Controller`], never above `max`.
+    Adaptive {
+        max: usize,
+    },
+}
+
+impl Concurrency {
+    /// The most requests ever in flight (the HTTP client's connection limit).
+    pub fn max(self) -> usize {
+        match self {
+            Concurrency::Fixed(n) | Concurrency::Adaptive { max: n } => n,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -522,6 +551,11 @@ fn apply_override(table: &mut toml::Table, defaults: &toml::Table, var: &str, va
     }
     let typed = match default {
         Some(toml::Value::String(_)) => toml::Value::String(value.to_owned()),
+        // A number or a word (`publisher.concurrency = "adaptive"`).
+        Some(toml::Value::Integer(_)) if path.join(".") == "publisher.concurrency" => match value.trim().parse() {
+            Ok(n) => toml::Value::Integer(n),
+            Err(_) => toml::Value::String(value.trim().to_owned()),
+        },
         Some(toml::Value::Integer(_)) => {
             toml::Value::Integer(value.trim().parse().map_err(|_| err(format!("expected an integer, got {value:?}")))?)
         }
@@ -698,7 +732,18 @@ impl RawPublisher {
             body,
             headers,
             max_attempts: range("publisher.max_attempts", self.max_attempts, 1, 1000)? as u32,
-            concurrency: range("publisher.concurrency", self.concurrency, 1, 1024)?,
+            concurrency: match self.concurrency {
+                RawConcurrency::Count(n) => Concurrency::Fixed(range("publisher.concurrency", n, 1, 1024)?),
+                RawConcurrency::Word(w) if w == "adaptive" => {
+                    Concurrency::Adaptive { max: range("publisher.max_concurrency", self.max_concurrency, 1, 1024)? }
+                }
+                RawConcurrency::Word(w) => {
+                    return Err(invalid(
+                        "publisher.concurrency",
+                        format!("expected a number or \"adaptive\", got {w:?}"),
+                    ))
+                }
+            },
             timeout: duration_at_least("publisher.timeout", &self.timeout, Duration::from_millis(10))?,
             backoff_base,
             backoff_max,
@@ -985,6 +1030,21 @@ url_template = "https://paste.example/{value}"
         assert_eq!((s.log.level, s.log.dependencies), (slog::Level::Warning, slog::Level::Error));
         let s = load("", &[("DEVICE_LOOKUP__REDIS__MODE", "stream")]).unwrap();
         assert_eq!(s.redis.mode, QueueMode::Stream);
+    }
+
+    #[test]
+    fn concurrency_is_a_number_or_adaptive() {
+        assert_eq!(load("", &[]).unwrap().publisher.concurrency, Concurrency::Fixed(32));
+        let s = load("[publisher]\nconcurrency = \"adaptive\"\nmax_concurrency = 64", &[]).unwrap();
+        assert_eq!(s.publisher.concurrency, Concurrency::Adaptive { max: 64 });
+        let s = load("", &[("DEVICE_LOOKUP__PUBLISHER__CONCURRENCY", "adaptive")]).unwrap();
+        assert_eq!(s.publisher.concurrency, Concurrency::Adaptive { max: 256 });
+        let s = load("", &[("DEVICE_LOOKUP__PUBLISHER__CONCURRENCY", "8")]).unwrap();
+        assert_eq!(s.publisher.concurrency, Concurrency::Fixed(8));
+        let msg = problem("[publisher]\nconcurrency = \"auto\"", &[]);
+        assert!(msg.starts_with("publisher.concurrency:") && msg.contains("adaptive"), "{msg}");
+        let msg = problem("[publisher]\nconcurrency = \"adaptive\"\nmax_concurrency = 0", &[]);
+        assert!(msg.starts_with("publisher.max_concurrency:"), "{msg}");
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub struct Metrics {
     /// Tasks in the queue as the last heartbeat saw it (list: waiting; stream:
     /// entries not yet settled, pending ones included).
     pub queue_depth: Gauge,
+    /// Requests the publisher allows in flight: `publisher.concurrency`, or
+    /// the adaptive window.
+    pub publish_window: Gauge,
     /// Devices per lookup query.
     pub lookup_batch_size: Histogram,
     /// Seconds per lookup query.
@@ -141,6 +144,12 @@ impl Default for Metrics {
             "Tasks in the queue at the last heartbeat (stream: unsettled entries)",
             Gauge::default(),
         );
+        let publish_window = reg(
+            &mut r,
+            "device_lookup_publish_concurrency",
+            "Requests the publisher allows in flight (publisher.concurrency, or the adaptive window)",
+            Gauge::default(),
+        );
         let lookup_batches =
             reg(&mut r, "device_lookup_lookup_queries", "ClickHouse lookup queries", Counter::default());
         let publish_attempts =
@@ -186,6 +195,7 @@ impl Default for Metrics {
             in_flight,
             in_flight_limit,
             queue_depth,
+            publish_window,
             lookup_batch_size,
             lookup_seconds,
             publish_seconds,

@@ -5,6 +5,12 @@
 //! status 200. `GET /raw/<key>` returns a paste; `GET /_pastes` lists all of
 //! them as JSON (not part of pastebin's API: it lets tests and the demo see
 //! what was published). With `--dir`, pastes are also written there as files.
+//!
+//! For the far-sink benchmark and tests it can stand for a distant, fragile
+//! service: `--delay` answers every paste after that long; with `--knee N`
+//! the delay grows by half for each request in flight beyond N, and from 2N
+//! in flight on it answers 503 at once. `GET /_stats` says how many were served and
+//! refused and the most in flight at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,6 +32,19 @@ pub struct Options {
     /// Base of the URLs handed out; default `http://<bound address>`.
     pub public_url: Option<String>,
     pub dir: Option<PathBuf>,
+    /// Every paste is answered after this long.
+    pub delay: std::time::Duration,
+    /// 0: none. Else the delay grows beyond this many requests in flight,
+    /// and beyond twice as many the answer is 503.
+    pub knee: usize,
+}
+
+#[derive(Serialize, Default, Clone, Copy)]
+struct Stats {
+    served: u64,
+    overloaded: u64,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 #[derive(Serialize, Clone)]
@@ -44,6 +63,16 @@ struct State {
     options: Options,
     base: String,
     pastes: Mutex<Vec<Paste>>,
+    stats: Mutex<Stats>,
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight<'a>(&'a Mutex<Stats>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().in_flight -= 1;
+    }
 }
 
 /// Binds, prints `listening on <base URL>` on stdout, and serves until stopped.
@@ -57,13 +86,15 @@ pub async fn serve(options: Options) -> std::io::Result<()> {
     println!("listening on {base}");
     use std::io::Write;
     std::io::stdout().flush()?;
-    let state = web::Data::new(State { options, base, pastes: Mutex::new(Vec::new()) });
+    let state =
+        web::Data::new(State { options, base, pastes: Mutex::new(Vec::new()), stats: Mutex::new(Stats::default()) });
     HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(web::FormConfig::default().limit(4 * MAX_PASTE))
             .route("/api/api_post.php", web::post().to(post))
             .route("/_pastes", web::get().to(list))
+            .route("/_stats", web::get().to(stats))
             .route("/raw/{key}", web::get().to(raw))
             .route("/{key}", web::get().to(raw))
     })
@@ -78,6 +109,23 @@ fn text(body: impl Into<String>) -> HttpResponse {
 }
 
 async fn post(state: web::Data<State>, form: web::Form<HashMap<String, String>>) -> HttpResponse {
+    let now_in_flight = {
+        let mut st = state.stats.lock().unwrap();
+        st.in_flight += 1;
+        st.max_in_flight = st.max_in_flight.max(st.in_flight);
+        st.in_flight
+    };
+    let _counted = InFlight(&state.stats);
+    let (delay, knee) = (state.options.delay, state.options.knee);
+    if knee > 0 && now_in_flight >= 2 * knee {
+        state.stats.lock().unwrap().overloaded += 1;
+        return HttpResponse::ServiceUnavailable().body("overloaded");
+    }
+    if !delay.is_zero() {
+        let over = if knee > 0 { now_in_flight.saturating_sub(knee) as u32 } else { 0 };
+        actix_rt::time::sleep(delay + delay * over / 2).await;
+    }
+    state.stats.lock().unwrap().served += 1;
     let f = form.into_inner();
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
     if let Some(key) = &state.options.api_dev_key {
@@ -126,6 +174,11 @@ async fn raw(state: web::Data<State>, key: web::Path<String>) -> HttpResponse {
         Some(p) => HttpResponse::Ok().content_type("application/json").body(p.content.clone()),
         None => HttpResponse::NotFound().body("Not Found"),
     }
+}
+
+async fn stats(state: web::Data<State>) -> HttpResponse {
+    let st = *state.stats.lock().unwrap();
+    HttpResponse::Ok().json(st)
 }
 
 async fn list(state: web::Data<State>) -> HttpResponse {

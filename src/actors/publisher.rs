@@ -2,7 +2,8 @@
 //!
 //! **Job.** POSTs each document to the paste service (`publisher.kind`: the
 //! pastebin form, a multipart `upload`, or a JSON `webhook`) with at most
-//! `publisher.concurrency` requests in flight, each limited to
+//! `publisher.concurrency` requests in flight (with `"adaptive"`, as many as
+//! the [`Controller`] finds the service takes), each limited to
 //! `publisher.timeout`, paced by a governor rate limiter built from
 //! `[publisher.rate_limit]`. Every answer is classified by
 //! [`crate::sink::verdict::classify_redirect`] (redirects are not followed), then
@@ -31,8 +32,8 @@
 //! in `waiting`, `delayed` or `active` in the struct.
 //!
 //! **A restart resets** the HTTP client. The jobs (those being fenced too),
-//! the rate limiter's state, the circuit, the failure counts and the log
-//! limiter stay.
+//! the rate limiter's state, the circuit, the adaptive window, the failure
+//! counts and the log limiter stay.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -47,12 +48,13 @@ use slog::{error, info, warn, Logger};
 use super::pending::Pending;
 use super::{ask_fence, forward, LogLimiter};
 use crate::backoff::{full_jitter, Backoff};
-use crate::config::{PublisherKind, PublisherSettings, RateLimit, Settings};
+use crate::config::{Concurrency, PublisherKind, PublisherSettings, RateLimit, Settings};
 use crate::lease::{Act, LeaseClock};
 use crate::messages::{Fence, FenceAnswer, FencePurpose, Fenced, Found, Outcome, Publish, Published, Record, Settle};
 use crate::metrics::{Dependency, Metrics};
 use crate::multipart;
 use crate::sink::circuit::Circuit;
+use crate::sink::concurrency::{Controller, Signal};
 use crate::sink::request::{pastebin_form, post_request};
 use crate::sink::verdict::{
     classify_http, classify_pastebin, classify_redirect, parse_retry_after, webhook_url, PastebinForm, Verdict,
@@ -107,6 +109,8 @@ pub struct PublisherActor {
     /// Jobs whose claim must be confirmed before they are sent; the batch
     /// whose fence is under way runs in it.
     fences: Pending<Job>,
+    /// With `publisher.concurrency = "adaptive"`: the window of requests.
+    adaptive: Option<Controller>,
 }
 
 impl PublisherActor {
@@ -125,6 +129,10 @@ impl PublisherActor {
         PublisherActor {
             clock,
             fences: Pending::default(),
+            adaptive: match p.concurrency {
+                Concurrency::Adaptive { max } => Some(Controller::new(max, Instant::now())),
+                Concurrency::Fixed(_) => None,
+            },
             uri,
             log: log.new(slog::o!("actor" => "publisher")),
             form,
@@ -158,7 +166,12 @@ impl PublisherActor {
         if self.request.is_none() {
             return;
         }
-        let concurrency = match self.circuit.permits(now, self.p().concurrency) {
+        let window = match (&self.adaptive, self.p().concurrency) {
+            (Some(c), _) => c.limit(),
+            (None, c) => c.max(),
+        };
+        self.metrics.publish_window.set(window as i64);
+        let concurrency = match self.circuit.permits(now, window) {
             Ok(n) => n,
             Err(until) => return self.wake_at(ctx, until),
         };
@@ -246,6 +259,9 @@ impl PublisherActor {
             },
         };
         self.active.insert(id, job);
+        if let Some(c) = &mut self.adaptive {
+            c.started(self.active.len());
+        }
         self.metrics.publish_attempts.inc();
         let (kind, pointer, pointer_first, timeout) = (p.kind, p.url_pointer.clone(), p.pointer_first, p.timeout);
         let url_template = p.url_template.clone();
@@ -290,7 +306,18 @@ impl PublisherActor {
         };
         let started = Instant::now();
         ctx.spawn(fut.into_actor(self).map(move |verdict, act, ctx| {
-            act.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
+            let rtt = started.elapsed();
+            act.metrics.publish_seconds.observe(rtt.as_secs_f64());
+            if let Some(c) = &mut act.adaptive {
+                // Overload shrinks the window; a refusal says nothing of load.
+                match &verdict {
+                    Verdict::Transient(_) | Verdict::OverQuota { .. } => {
+                        c.finished(Instant::now(), Signal::BackPressure)
+                    }
+                    Verdict::Published(_) | Verdict::Rejected(_) => c.finished(Instant::now(), Signal::Answered(rtt)),
+                    Verdict::Refused(_) => {}
+                }
+            }
             act.answered(ctx, id, verdict)
         }));
     }

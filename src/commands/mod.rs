@@ -26,8 +26,15 @@ pub fn execute(cli: Cli) -> Result<(), CommandError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let system = actix_rt::System::new();
     match cli.command {
-        Command::PasteServer { listen, api_dev_key, public_url, dir } => {
-            system.block_on(paste_server::serve(paste_server::Options { listen, api_dev_key, public_url, dir }))?;
+        Command::PasteServer { listen, api_dev_key, public_url, dir, delay, knee } => {
+            system.block_on(paste_server::serve(paste_server::Options {
+                listen,
+                api_dev_key,
+                public_url,
+                dir,
+                delay,
+                knee,
+            }))?;
             Ok(())
         }
         Command::Run => {

@@ -28,7 +28,7 @@ pub fn pastebin_form(p: &PublisherSettings) -> PastebinForm {
 /// not change from one paste to the next; each attempt sends a body on it.
 /// awc clients are !Send: call it on the arbiter that uses it.
 pub fn post_request(p: &PublisherSettings, uri: awc::http::Uri) -> awc::FrozenClientRequest {
-    let connector = awc::Connector::new().limit(p.concurrency).timeout(p.timeout);
+    let connector = awc::Connector::new().limit(p.concurrency.max()).timeout(p.timeout);
     // Redirects are answers, not detours ([`crate::sink::verdict::classify_redirect`]),
     // and the middleware that follows them costs CPU per paste.
     // No client timeout: the one around each whole attempt covers it.

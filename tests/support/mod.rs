@@ -191,8 +191,14 @@ pub struct PasteServer {
 
 impl PasteServer {
     pub fn start(api_dev_key: &str) -> PasteServer {
+        PasteServer::start_with(api_dev_key, &[])
+    }
+
+    /// With more options (`--delay 20ms`, `--knee 8`).
+    pub fn start_with(api_dev_key: &str, options: &[&str]) -> PasteServer {
         let mut child = Command::new(BIN)
             .args(["paste-server", "--listen", "127.0.0.1:0", "--api-dev-key", api_dev_key])
+            .args(options)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -205,6 +211,13 @@ impl PasteServer {
 
     pub fn api_url(&self) -> String {
         format!("{}/api/api_post.php", self.base)
+    }
+
+    /// Served, refused as overloaded, and the most requests in flight at once.
+    pub fn stats(&self) -> serde_json::Value {
+        let (status, body) = http_get(&format!("{}/_stats", self.base)).unwrap();
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).unwrap()
     }
 
     /// Every paste received so far.
