@@ -9,8 +9,8 @@
 //! For the far-sink benchmark and tests it can stand for a distant, fragile
 //! service: `--delay` answers every paste after that long; with `--knee N`
 //! the delay grows by half for each request in flight beyond N, and from 2N
-//! in flight on it answers 503 at once. `GET /_stats` says how many were served and
-//! refused and the most in flight at once.
+//! in flight on it answers 503 at once. `GET /_stats` says how many were
+//! served and refused and the most in flight at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,7 +35,7 @@ pub struct Options {
     /// Every paste is answered after this long.
     pub delay: std::time::Duration,
     /// 0: none. Else the delay grows beyond this many requests in flight,
-    /// and beyond twice as many the answer is 503.
+    /// and from twice as many on the answer is 503.
     pub knee: usize,
 }
 

@@ -41,15 +41,18 @@ start_tools() {
         -v "$(readlink -f "$PWFILE"):/run/admin_password:ro" "$TOOLS_IMAGE" 3600 >/dev/null
     trap 'docker rm -f "$tools" >/dev/null 2>&1 || true' EXIT
 }
-# sql NODE STATEMENTS: as admin, rows tab-separated; fails when NODE does not answer in 3 s.
-sql() {
+# as_admin NODE STATEMENTS [mysql options]: the client as admin, rows
+# tab-separated (-B); fails when NODE does not answer in 3 s.
+as_admin() {
     docker exec -i "$tools" sh -c \
-        'MYSQL_PWD=$(cat /run/admin_password) exec mysql -h "$0" -u admin --connect-timeout=3 -N -B -e "$1"' "$1" "$2"
+        'MYSQL_PWD=$(cat /run/admin_password) exec mysql -h "$0" -u admin --connect-timeout=3 -B "$@"' \
+        "$1" "${@:3}" -e "$2"
 }
+# sql NODE STATEMENTS: the rows, without the header line.
+sql() { as_admin "$1" "$2" -N; }
 # column NODE STATEMENT NAME: the value of column NAME in the statement's first row.
 column() {
-    docker exec -i "$tools" sh -c \
-        'MYSQL_PWD=$(cat /run/admin_password) exec mysql -h "$0" -u admin --connect-timeout=3 -B -e "$1"' "$1" "$2" |
+    as_admin "$1" "$2" |
         awk -F'\t' -v name="$3" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i; next }
                                   NR == 2 && c { print $c }'
 }

@@ -10,6 +10,7 @@ through the proxy. Python 2.7 only, like the service it stands for.
   /count    rows in MySQL, read through the proxy's writer
 """
 import ConfigParser
+import contextlib
 import json
 import os
 import socket
@@ -52,50 +53,51 @@ def _mysql():
                            autocommit=True)
 
 
-def _schema(cur):
-    cur.execute("CREATE TABLE IF NOT EXISTS visits ("
-                " id BIGINT AUTO_INCREMENT PRIMARY KEY,"
-                " server VARCHAR(64) NOT NULL,"
-                " at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)")
+@contextlib.contextmanager
+def _cursor():
+    """A cursor on a fresh connection through the proxy, closed after."""
+    db = _mysql()
+    try:
+        yield db.cursor()
+    finally:
+        db.close()
+
+
+@contextlib.contextmanager
+def _visits():
+    """The same, with the table the visits go to created if missing."""
+    with _cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS visits ("
+                    " id BIGINT AUTO_INCREMENT PRIMARY KEY,"
+                    " server VARCHAR(64) NOT NULL,"
+                    " at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)")
+        yield cur
 
 
 def _visit():
     r, (rhost, rport) = _redis()
     count = r.incr("visits")
-    db = _mysql()
-    try:
-        cur = db.cursor()
-        _schema(cur)
+    with _visits() as cur:
         cur.execute("SELECT @@hostname, @@server_id")
         host, server_id = cur.fetchone()
         cur.execute("INSERT INTO visits (server) VALUES (%s)", ("%s/%s" % (host, server_id),))
         row = cur.lastrowid
-    finally:
-        db.close()
     return {"redis_count": count, "redis_primary": "%s:%s" % (rhost, rport),
             "mysql_row": row, "mysql_server_id": server_id}
 
 
 def _count():
-    db = _mysql()
-    try:
-        cur = db.cursor()
-        _schema(cur)
+    with _visits() as cur:
         cur.execute("SELECT COUNT(*), @@server_id FROM visits")
         n, server_id = cur.fetchone()
-    finally:
-        db.close()
     return {"rows": n, "mysql_server_id": server_id}
 
 
 def _ready():
     r, _ = _redis()
     r.ping()
-    db = _mysql()
-    try:
-        db.cursor().execute("SELECT 1")
-    finally:
-        db.close()
+    with _cursor() as cur:
+        cur.execute("SELECT 1")
     return {"ready": True}
 
 
