@@ -207,6 +207,9 @@ down() {
     if [ -z "${KEEP_IMAGES:-}" ]; then
         docker image rm -f "$IMAGE" "$REDIS_STANDIN" "$CLICKHOUSE_STANDIN" \
             "$RUST_STANDIN" "$RUNTIME_STANDIN" "$BASE_IMAGE" "$BULLSEYE_IMAGE" >/dev/null 2>&1 || true
+        # BuildKit keeps its cache after the images go (the toolchain context
+        # alone is 600 MB): every fresh run would leave gigabytes behind.
+        docker builder prune -f >/dev/null 2>&1 || true
     fi
 }
 

@@ -138,6 +138,7 @@ down() {
     if [ -z "${KEEP_IMAGES:-}" ]; then
         docker image rm -f "$IMAGE_APP" "$IMAGE_NGINX" "$IMAGE_REDIS" "$IMAGE_MYSQL" "$IMAGE_PROXYSQL" \
             "$IMAGE_NODE_EXPORTER" >/dev/null 2>&1 || true
+        docker builder prune -f >/dev/null 2>&1 || true  # the app's BuildKit cache
     fi
 }
 
