@@ -38,6 +38,10 @@ pub enum Command {
         /// Rows per INSERT.
         #[arg(long, default_value_t = 100_000)]
         batch: u64,
+        /// Leave the parts as the inserts made them, instead of merging the
+        /// table into one part at the end (`OPTIMIZE ... FINAL`).
+        #[arg(long)]
+        no_optimize: bool,
     },
     /// Push generated tasks onto the queue.
     Enqueue {

@@ -56,9 +56,10 @@ pub struct LookupPlan {
     pub prewhere: bool,
     /// The user may change settings (`readonly` is not 1), so the query can
     /// ask for the server's cache of uncompressed blocks
-    /// (`use_uncompressed_cache`, off in the packaged user profile): every
-    /// batch reads most of the table's blocks, and decompressing them was a
-    /// third of the server's time per batch (docs/performance.md).
+    /// (`use_uncompressed_cache`, off in the packaged user profile): a batch
+    /// reads a granule per key and part (most of a small table's blocks), and
+    /// decompressing them was a third to half of the server's time per batch
+    /// (docs/performance.md).
     pub block_cache: bool,
 }
 
@@ -210,6 +211,24 @@ impl Db {
         self.timed(insert.end()).await
     }
 
+    /// Merges the table's parts into one (`OPTIMIZE ... FINAL`). A lookup
+    /// reads a granule per key in every active part, so a bulk load should
+    /// end with this (docs/performance.md). It takes as long as the data
+    /// takes to rewrite: no query timeout applies.
+    pub async fn optimize(&self) -> Result<(), DbError> {
+        let sql = format!("OPTIMIZE TABLE {} FINAL", self.table_ref());
+        Ok(self.client.query(&sql).execute().await?)
+    }
+
+    /// The table's active parts (MergeTree; 0 for other engines).
+    pub async fn active_parts(&self) -> Result<u64, DbError> {
+        let sql = format!(
+            "SELECT count() FROM system.parts WHERE active AND database = '{}' AND table = '{}'",
+            self.database, self.table
+        );
+        self.timed(self.client.query(&sql).fetch_one::<u64>()).await
+    }
+
     pub async fn count(&self) -> Result<u64, DbError> {
         self.timed(self.client.query(&format!("SELECT count() FROM {}", self.table_ref())).fetch_one::<u64>()).await
     }
@@ -243,6 +262,11 @@ struct KeyRow {
 /// marks against the key set.
 pub const INDEX_GRANULARITY: u32 = 1024;
 
+/// `merge_tree_max_rows_to_use_cache` for the lookup: any batch may use the
+/// block cache. The server's limit keeps large scans from evicting the cache;
+/// a lookup batch reads a few granules per key, however large the table.
+pub const BLOCK_CACHE_MAX_ROWS: &str = "1000000000000";
+
 /// The batched lookup: one HTTP request per batch, keys as external data.
 /// Holds an awc client, so it lives on the arbiter that built it.
 pub struct KeyLookup {
@@ -268,7 +292,11 @@ impl KeyLookup {
             .append_pair("keys_structure", structure)
             .append_pair("keys_format", "RowBinary");
         if plan.block_cache {
-            params.append_pair("use_uncompressed_cache", "1");
+            // The cache's row limit (1M by default) is per query: past it, a
+            // batch on a large table would decompress every granule it reads.
+            params
+                .append_pair("use_uncompressed_cache", "1")
+                .append_pair("merge_tree_max_rows_to_use_cache", BLOCK_CACHE_MAX_ROWS);
         }
         KeyLookup {
             http,
@@ -312,20 +340,23 @@ impl KeyLookup {
 
 /// The lookup query; its keys come as the external table `keys`.
 ///
-/// With `prewhere` (MergeTree tables), the key's first column is filtered
-/// first, in `PREWHERE`, against the scalar set of the batch's addresses:
-/// cheaper per row than the tuple set, and the other columns are read only
-/// where it matched: less server CPU per device (`benches/layouts.py`,
+/// With `prewhere` (MergeTree tables) the rows are selected by address alone,
+/// in `PREWHERE`, against the scalar set of the batch's addresses: the
+/// primary index narrows the read to a granule per key and part, and the
+/// other columns are read only where an address matched. The exact device
+/// is matched after grouping, in `HAVING`, on a few rows per key: a tuple
+/// set in `WHERE` made the index analysis and every row read cost more
+/// (about half the server's time per device on 100M rows,
 /// docs/performance.md). Other engines may refuse `PREWHERE`.
 pub fn lookup_query(table_ref: &str, prewhere: bool) -> String {
-    let filter = if prewhere {
-        "PREWHERE ipv4 IN (SELECT ipv4 FROM keys) WHERE (ipv4, mac) IN keys"
+    let (filter, having) = if prewhere {
+        ("PREWHERE ipv4 IN (SELECT ipv4 FROM keys)", " HAVING (ipv4, mac) IN keys")
     } else {
-        "WHERE (ipv4, mac) IN keys"
+        ("WHERE (ipv4, mac) IN keys", "")
     };
     format!(
         "SELECT toUInt32(ipv4) AS ip, mac, argMax(username, updated_at) AS username FROM {table_ref} \
-         {filter} GROUP BY ipv4, mac FORMAT RowBinary"
+         {filter} GROUP BY ipv4, mac{having} FORMAT RowBinary"
     )
 }
 
@@ -411,7 +442,11 @@ mod tests {
         assert!(q.contains("WHERE (ipv4, mac) IN keys") && q.ends_with("FORMAT RowBinary"), "{q}");
         assert!(!q.contains("PREWHERE"), "{q}");
         let q = lookup_query("`d`.`t`", true);
-        assert!(q.contains("PREWHERE ipv4 IN (SELECT ipv4 FROM keys) WHERE (ipv4, mac) IN keys"), "{q}");
+        assert!(
+            q.contains("PREWHERE ipv4 IN (SELECT ipv4 FROM keys) GROUP BY ipv4, mac HAVING (ipv4, mac) IN keys"),
+            "{q}"
+        );
+        assert!(!q.contains("WHERE (ipv4"), "the tuple is matched after grouping: {q}");
     }
 
     #[test]

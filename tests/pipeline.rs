@@ -54,12 +54,17 @@ fn end_to_end_list_mode() {
     assert_eq!(s.ch.query("SELECT count() FROM devices.users").trim(), ROWS.to_string());
 
     // A device bound twice: the later updated_at must win, whatever the insert order.
+    // A neighbour on the same address with another MAC, bound later still: rows are
+    // selected by address, so the exact device must be matched after that.
     let d = device(SEED, 5);
     s.ch.query(&format!(
-        "INSERT INTO devices.users VALUES ('newer-owner', {ip}, {mac}, '2030-01-01 00:00:00'), ('older-owner', {ip}, {mac}, '2020-01-01 00:00:00')",
+        "INSERT INTO devices.users VALUES ('newer-owner', {ip}, {mac}, '2030-01-01 00:00:00'), ('older-owner', {ip}, {mac}, '2020-01-01 00:00:00'), ('neighbour', {ip}, {other}, '2031-01-01 00:00:00')",
         ip = d.ipv4,
-        mac = d.mac
+        mac = d.mac,
+        other = d.mac ^ 1
     ));
+    // An address and a MAC that both exist, but not together: not found.
+    let crossed_mac = device(SEED, 6).mac;
 
     let (status, _, err) = run_cli(
         &s.config,
@@ -73,6 +78,12 @@ fn end_to_end_list_mode() {
         Mac::from_u64(d.mac).unwrap()
     );
     let _: () = conn.lpush(QUEUE, &rebound).unwrap();
+    let crossed = format!(
+        r#"{{"id":"crossed","ipv4":"{}","mac":"{}"}}"#,
+        std::net::Ipv4Addr::from(d.ipv4),
+        Mac::from_u64(crossed_mac).unwrap()
+    );
+    let _: () = conn.lpush(QUEUE, &crossed).unwrap();
     for p in handmade_malformed() {
         let _: () = conn.lpush(QUEUE, p).unwrap();
     }
@@ -80,6 +91,7 @@ fn end_to_end_list_mode() {
     // What should happen, worked out from the queue and the generator alone.
     let owners: HashMap<(u32, u64), String> =
         (0..ROWS).map(device_key_and_name).chain([((d.ipv4, d.mac), "newer-owner".to_owned())]).collect();
+    assert!(!owners.contains_key(&(d.ipv4, crossed_mac)) && !owners.contains_key(&(d.ipv4, d.mac ^ 1)));
     let queued: Vec<Vec<u8>> = conn.lrange(QUEUE, 0, -1).unwrap();
     let (mut hits, mut misses, mut malformed) = (HashMap::new(), 0, 0);
     for payload in &queued {
@@ -150,6 +162,7 @@ fn end_to_end_list_mode() {
         paste_urls.insert(id.to_owned(), format!("{}/{}", s.paste.base, p["key"].as_str().unwrap()));
     }
     assert_eq!(hits.get("rebound").map(|(_, o)| o.as_str()), Some("newer-owner"));
+    assert!(!hits.contains_key("crossed"), "crossed is a miss by the generator's own rows");
 
     // One results line per hit, carrying the URL the server issued.
     let lines = results(s.dir.path());
@@ -269,10 +282,12 @@ fn rate_limit_spaces_publishing() {
 #[test]
 fn a_readonly_clickhouse_user_still_finds_devices() {
     let s = Stack::start("");
-    let (status, _, err) = run_cli(&s.config, &["seed", "--rows", "200", "--seed", "6"]);
-    assert!(status.success(), "{err}");
+    // Four inserts, merged into one part at the end: lookups read a granule per part.
+    let (status, _, err) = run_cli(&s.config, &["seed", "--rows", "200", "--seed", "6", "--batch", "50"]);
+    assert!(status.success() && err.contains("merged into 1 part(s)"), "{err}");
     let (status, out, err) = run_cli(&s.config, &["check"]);
     assert!(status.success() && out.contains("block cache asked for"), "{out}{err}");
+    assert!(out.contains("200 rows in 1 active parts"), "{out}");
 
     set_key(&s.config, "clickhouse", "user = \"reader\"");
     let (status, out, err) = run_cli(&s.config, &["check"]);

@@ -71,8 +71,9 @@ async fn clickhouse_report(s: &Settings) -> Result<String, CommandError> {
     let db = Db::connect(&s.clickhouse).await?;
     let plan = db.plan().await?;
     let rows = db.count().await?;
+    let parts = db.active_parts().await?;
     Ok(format!(
-        "version {}, {} has {rows} rows (ipv4 as {:?}; PREWHERE {}; block cache {})",
+        "version {}, {} has {rows} rows in {parts} active parts (ipv4 as {:?}; PREWHERE {}; block cache {})",
         db.version,
         db.table_ref(),
         plan.column,

@@ -45,12 +45,13 @@ pub fn execute(cli: Cli) -> Result<(), CommandError> {
             drop(guard);
             Ok(res?)
         }
-        Command::Seed { rows, seed, truncate, batch } => {
+        Command::Seed { rows, seed, truncate, batch, no_optimize } => {
             let settings = load_settings(&cli.config)?;
             if batch == 0 {
                 return Err(CommandError::Usage("--batch must be at least 1".into()));
             }
-            system.block_on(seed::seed(&settings, rows, seed, truncate, batch))
+            let options = seed::SeedOptions { rows, seed, truncate, batch, optimize: !no_optimize };
+            system.block_on(seed::seed(&settings, options))
         }
         Command::Enqueue { count, hit_ratio, invalid_ratio, seed, id_prefix } => {
             let settings = load_settings(&cli.config)?;

@@ -9,7 +9,18 @@ use crate::config::Settings;
 use crate::db::Db;
 use crate::gen::device;
 
-pub async fn seed(settings: &Settings, rows: u64, seed: u64, truncate: bool, batch: u64) -> Result<(), CommandError> {
+/// What `seed` is asked to do.
+pub struct SeedOptions {
+    pub rows: u64,
+    pub seed: u64,
+    pub truncate: bool,
+    pub batch: u64,
+    /// Merge the table into one part at the end, as a bulk load should.
+    pub optimize: bool,
+}
+
+pub async fn seed(settings: &Settings, o: SeedOptions) -> Result<(), CommandError> {
+    let SeedOptions { rows, seed, truncate, batch, optimize } = o;
     let db = Db::connect(&settings.clickhouse).await?;
     if truncate {
         db.drop_table().await?;
@@ -40,5 +51,14 @@ pub async fn seed(settings: &Settings, rows: u64, seed: u64, truncate: bool, bat
         rows as f64 / secs.max(1e-9),
         db.count().await?
     );
+    if optimize && db.plan().await?.prewhere {
+        let started = Instant::now();
+        db.optimize().await?;
+        eprintln!(
+            "merged into {} part(s) in {:.1} s (lookups read a granule per key in every part)",
+            db.active_parts().await?,
+            started.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
 }
