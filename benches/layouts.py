@@ -2,19 +2,23 @@
 (from /proc of the server process) per looked-up device, with the keys sent
 as external RowBinary data exactly as the daemon sends them:
 
-- table:    the daemon's query on the MergeTree table (argMax per device);
-- prewhere: the same with the key's first column filtered in PREWHERE;
+- table:    the tuple set alone, `WHERE (ipv4, mac) IN keys` (argMax per
+            device);
+- prewhere: the same with the address filtered first, in PREWHERE;
+- having:   the daemon's query: PREWHERE on the address alone, the exact
+            device matched after grouping (HAVING), so the tuple set is in
+            neither the index analysis nor the per-row filter;
 - tuples:   no external data: the keys as literal tuples in a query POSTed
             as the body (no URL limit; 18.16 takes queries up to 256 KiB),
             `ipv4` also as a literal set in PREWHERE;
-- literal:  the PREWHERE set written into the query text as literals, which
-            ClickHouse can match against the primary key (a subquery's set
-            it cannot, on 18.16): the cost per device then follows the
-            granules touched, not the table's size;
+- literal:  the PREWHERE set written into the query text as literals (both
+            a literal and a subquery's set are matched against the primary
+            key; the literal travels in the URL, which refuses 4000 keys);
 - join:     an in-memory Join-engine table built from the same rows
             (ANY INNER, ipv4 + mac), joined with the keys.
 
-The keys travel with use_uncompressed_cache=1, as the daemon asks.
+The keys travel with use_uncompressed_cache=1 and no row limit on it, as the
+daemon asks.
 
 Run by benches/pipeline.sh after seeding; prints one JSON line per case."""
 import argparse
@@ -42,7 +46,7 @@ def query(sql, keys=None, in_body=False):
     data = sql.encode() if in_body else None
     if keys is not None:
         params.update({"keys_structure": "ipv4 UInt32, mac UInt64", "keys_format": "RowBinary",
-                       "use_uncompressed_cache": "1"})
+                       "use_uncompressed_cache": "1", "merge_tree_max_rows_to_use_cache": "1000000000000"})
         body = b"".join(struct.pack("<IQ", ip, mac) for ip, mac in keys)
         data = (b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="keys"; filename="keys"\r\n'
                 b"Content-Type: application/octet-stream\r\n\r\n" + body + b"\r\n--" + BOUNDARY + b"--\r\n")
@@ -76,6 +80,8 @@ cases = {
     "table": f"SELECT {G} FROM {T} WHERE (ipv4, mac) IN keys GROUP BY ipv4, mac FORMAT RowBinary",
     "prewhere": f"SELECT {G} FROM {T} PREWHERE ipv4 IN (SELECT ipv4 FROM keys) WHERE (ipv4, mac) IN keys "
                 f"GROUP BY ipv4, mac FORMAT RowBinary",
+    "having": f"SELECT {G} FROM {T} PREWHERE ipv4 IN (SELECT ipv4 FROM keys) GROUP BY ipv4, mac "
+              f"HAVING (ipv4, mac) IN keys FORMAT RowBinary",
     "tuples": lambda batch: (f"SELECT {G} FROM {T} PREWHERE ipv4 IN ({','.join(str(ip) for ip, _ in batch)}) "
                             f"WHERE (ipv4, mac) IN ({','.join(f'({ip},{mac})' for ip, mac in batch)}) "
                             f"GROUP BY ipv4, mac FORMAT RowBinary", True),

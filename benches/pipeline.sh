@@ -15,7 +15,9 @@
 #   5. Latency at 1000 tasks/s offered: enqueue-to-line p50/p99.
 #   6. A rate limit of 50/s for 30 s, measured at the sink.
 # Usage: bash benches/pipeline.sh        (ROWS, TASKS, BASELINE_TASKS, RUNS override;
-#        COMPARE=/path/to/other/device-lookup adds paired drains of that build)
+#        COMPARE=/path/to/other/device-lookup adds paired drains of that build;
+#        COMPARE_TOML='concurrency = "adaptive"' pairs drains of this build with
+#        those lines added to its [publisher] section)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,9 +27,6 @@ BASELINE_TASKS=${BASELINE_TASKS:-20000}
 RUNS=${RUNS:-5}
 
 bash scripts/install-deps.sh
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
-}
 python3 -c 'import redis' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check redis
 cargo build --release --locked --quiet
 cargo bench --no-run --locked --quiet --bench stages 2>/dev/null
@@ -42,31 +41,7 @@ REDIS_PID=${pids[-1]}
 start_clickhouse
 CH_PID=${pids[-1]}
 
-SINK_PORT=$(free_port)
-SINK_LOG_PORT=$(free_port)
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    log_format when '\$msec';
-    keepalive_requests 1000000;
-    server { listen 127.0.0.1:$SINK_PORT; access_log off; location / { return 200 "http://sink.local/p\n"; } }
-    server { listen 127.0.0.1:$SINK_LOG_PORT; access_log $WORK/nginx/access.log when; location / { return 200 "http://sink.local/p\n"; } }
-}
-NGINX
-"$(sbin nginx)" -c "$WORK/nginx/nginx.conf" &
-NGINX_PID=$!
-pids+=("$NGINX_PID")
-wait_for "nginx" 10 curl -sf -X POST "http://127.0.0.1:$SINK_PORT/api/api_post.php"
+start_nginx_sink
 
 config() { # config NAME [extra toml]
     cat >"$WORK/$1.toml" <<TOML
@@ -88,6 +63,10 @@ TOML
     echo "$WORK/$1.toml"
 }
 CFG=$(config main)
+if [ -n "${COMPARE_TOML:-}" ]; then
+    COMPARE=${COMPARE:-$BIN}
+    COMPARE_CFG=$(config compare "$COMPARE_TOML")
+fi
 results=()
 say() { echo "$*" >&2; results+=("$*"); }
 
@@ -112,7 +91,6 @@ echo "$BASE" >>"$WORK/stages.jsonl"
 # can change within the half minute of a round, and a ceiling taken only
 # before the drain may be from another phase.
 redis-cli -p "$REDIS_PORT" del device-lookup:tasks >/dev/null
-METRICS=$(grep '^listen' "$CFG" | cut -d'"' -f2)
 # CPU ticks of each process (nginx: master and workers), to see where time goes.
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 servers_ticks() { echo "$(ticks $CH_PID) $(ticks $REDIS_PID) $(ticks $NGINX_PID $(pgrep -P $NGINX_PID))"; }
@@ -141,10 +119,12 @@ ceilings() {
 # (The function's body is not indented: it holds heredocs.)
 drain() {
 fresh_redis
-"$1" --config "$CFG" enqueue --count "$TASKS" --seed 3 --id-prefix "run$run-$2-" 2>/dev/null
+local cfg=$CFG
+[ "$2" != device-lookup-compare ] || cfg=${COMPARE_CFG:-$CFG}
+"$1" --config "$cfg" enqueue --count "$TASKS" --seed 3 --id-prefix "run$run-$2-" 2>/dev/null
 BEFORE=$(servers_ticks)
 t0=$(date +%s.%N)
-"$1" --config "$CFG" run >"$WORK/daemon.log" 2>&1 &
+"$1" --config "$cfg" run >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
 pids+=("$DAEMON")
 # One process polling over one connection: starting redis-cli three times a
@@ -162,7 +142,7 @@ t1=$(date +%s.%N)
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$DAEMON/status")
 TICKS=$(awk '{print $14 + $15}' "/proc/$DAEMON/stat")
 AFTER=$(servers_ticks)
-curl -s "http://$METRICS/metrics" >"$WORK/metrics.txt"
+curl -s "http://$(grep '^listen' "$cfg" | cut -d'"' -f2)/metrics" >"$WORK/metrics.txt"
 kill -TERM $DAEMON && wait $DAEMON || true
 python3 - "$WORK" "$t0" "$t1" "$RSS_KB" "$TICKS" "$(getconf CLK_TCK)" "$TASKS" "$BEFORE" "$AFTER" "$2" <<'PY' >>"$WORK/stages.jsonl"
 import json, sys

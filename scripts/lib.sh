@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shell helpers shared by demo.sh and benches/pipeline.sh: free ports, waiting
+# Shell helpers shared by demo.sh and the benchmarks: free ports, waiting
 # for a condition with a deadline, and local Redis/ClickHouse instances under
 # a work directory, all stopped when the calling script exits.
 # Usage: WORK=/some/dir; source scripts/lib.sh
@@ -31,15 +31,50 @@ start_redis() {
     wait_for "Redis" 10 redis-cli -p "$REDIS_PORT" ping
 }
 
-# start_clickhouse: sets CH_PORT. The config is the tests' template.
+# start_clickhouse: sets CH_PORT. The config is the tests' template, edited
+# by the sed script in CH_CONFIG_EDIT if set.
 start_clickhouse() {
     CH_PORT=$(free_port)
     mkdir -p "$WORK/clickhouse/log"
     sed -e "s#@DIR@#$WORK/clickhouse#g" -e "s/@HTTP_PORT@/$CH_PORT/" -e "s/@TCP_PORT@/$(free_port)/" \
-        "$ROOT/tests/support/clickhouse-config.xml" >"$WORK/clickhouse/config.xml"
+        -e "${CH_CONFIG_EDIT:-}" "$ROOT/tests/support/clickhouse-config.xml" >"$WORK/clickhouse/config.xml"
     (cd "$WORK/clickhouse" && exec "$(sbin clickhouse-server)" --config-file="$WORK/clickhouse/config.xml" >/dev/null 2>&1) &
     pids+=($!)
     wait_for "ClickHouse" 30 curl -sf "http://127.0.0.1:$CH_PORT/ping"
+}
+
+# start_nginx_sink: nginx answering every POST with a paste URL, on SINK_PORT;
+# the same on SINK_LOG_PORT, logging each request's time to
+# $WORK/nginx/access.log.
+start_nginx_sink() {
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || {
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+    }
+    SINK_PORT=$(free_port)
+    SINK_LOG_PORT=$(free_port)
+    mkdir -p "$WORK/nginx"
+    cat >"$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    log_format when '\$msec';
+    keepalive_requests 1000000;
+    server { listen 127.0.0.1:$SINK_PORT; access_log off; location / { return 200 "http://sink.local/p\n"; } }
+    server { listen 127.0.0.1:$SINK_LOG_PORT; access_log $WORK/nginx/access.log when; location / { return 200 "http://sink.local/p\n"; } }
+}
+NGINX
+    "$(sbin nginx)" -c "$WORK/nginx/nginx.conf" &
+    NGINX_PID=$!
+    pids+=("$NGINX_PID")
+    wait_for "nginx" 10 curl -sf -X POST "http://127.0.0.1:$SINK_PORT/api/api_post.php"
 }
 
 # queue_drained QUEUE: true when the list and every consumer's processing hash
