@@ -127,6 +127,8 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 seeds = {r["seed_rows"]: r for r in rows if "seed_rows" in r}
 optimized = {r["optimize_rows"]: r for r in rows if "optimize_rows" in r}
 drains = [r for r in rows if "build" in r]
+if not drains or any(d["queries"] == 0 or d["rows_read_per_query"] == 0 for d in drains):
+    sys.exit("a drain's lookups are missing from the server's query log")
 print("\nrows        build:state       parts  tasks/s  CH us/device  keys/query  rows read/query  rows/key  p50 ms  p99 ms")
 for d in drains:
     print(f"{d['rows']:>11,}  {d['build']:<17} {d['parts']:>5} {d['per_sec']:>8,} {d['clickhouse_cpu_us_per_device']:>13} "
