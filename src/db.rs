@@ -211,13 +211,35 @@ impl Db {
         self.timed(insert.end()).await
     }
 
-    /// Merges the table's parts into one (`OPTIMIZE ... FINAL`). A lookup
-    /// reads a granule per key in every active part, so a bulk load should
-    /// end with this (docs/performance.md). It takes as long as the data
-    /// takes to rewrite: no query timeout applies.
-    pub async fn optimize(&self) -> Result<(), DbError> {
+    /// Merges the table into one part per partition (`OPTIMIZE ... FINAL`)
+    /// and answers the active parts left. A lookup reads a granule per key in
+    /// every active part, so a bulk load should end with this
+    /// (docs/performance.md). It takes as long as the data takes to rewrite:
+    /// no query timeout applies.
+    pub async fn optimize(&self) -> Result<u64, DbError> {
+        // OPTIMIZE does nothing, and says nothing, while the server's own
+        // merges hold some of the parts: wait for those, then ask again.
         let sql = format!("OPTIMIZE TABLE {} FINAL", self.table_ref());
-        Ok(self.client.query(&sql).execute().await?)
+        let merging = format!(
+            "SELECT count() FROM system.merges WHERE database = '{}' AND table = '{}'",
+            self.database, self.table
+        );
+        let partitions = format!(
+            "SELECT uniqExact(partition) FROM system.parts WHERE active AND database = '{}' AND table = '{}'",
+            self.database, self.table
+        );
+        let mut parts = self.active_parts().await?;
+        for _ in 0..OPTIMIZE_PASSES {
+            while self.timed(self.client.query(&merging).fetch_one::<u64>()).await? > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            self.client.query(&sql).execute().await?;
+            parts = self.active_parts().await?;
+            if parts <= self.timed(self.client.query(&partitions).fetch_one::<u64>()).await? {
+                break;
+            }
+        }
+        Ok(parts)
     }
 
     /// The table's active parts (MergeTree; 0 for other engines).
@@ -261,6 +283,9 @@ struct KeyRow {
 /// and is fastest; smaller ones read less still but spend more time matching
 /// marks against the key set.
 pub const INDEX_GRANULARITY: u32 = 1024;
+
+/// How often `optimize` asks again when the server's own merges got in the way.
+const OPTIMIZE_PASSES: usize = 20;
 
 /// `merge_tree_max_rows_to_use_cache` for the lookup: any batch may use the
 /// block cache. The server's limit keeps large scans from evicting the cache;

@@ -282,8 +282,9 @@ fn rate_limit_spaces_publishing() {
 #[test]
 fn a_readonly_clickhouse_user_still_finds_devices() {
     let s = Stack::start("");
-    // Four inserts, merged into one part at the end: lookups read a granule per part.
-    let (status, _, err) = run_cli(&s.config, &["seed", "--rows", "200", "--seed", "6", "--batch", "50"]);
+    // Forty inserts, merged into one part at the end (lookups read a granule per
+    // part), although the server's own merges of them are running by then.
+    let (status, _, err) = run_cli(&s.config, &["seed", "--rows", "200", "--seed", "6", "--batch", "5"]);
     assert!(status.success() && err.contains("merged into 1 part(s)"), "{err}");
     let (status, out, err) = run_cli(&s.config, &["check"]);
     assert!(status.success() && out.contains("block cache asked for"), "{out}{err}");

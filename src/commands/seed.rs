@@ -53,10 +53,9 @@ pub async fn seed(settings: &Settings, o: SeedOptions) -> Result<(), CommandErro
     );
     if optimize && db.plan().await?.prewhere {
         let started = Instant::now();
-        db.optimize().await?;
+        let parts = db.optimize().await?;
         eprintln!(
-            "merged into {} part(s) in {:.1} s (lookups read a granule per key in every part)",
-            db.active_parts().await?,
+            "merged into {parts} part(s) in {:.1} s (lookups read a granule per key in every part)",
             started.elapsed().as_secs_f64()
         );
     }
