@@ -224,31 +224,32 @@ impl Db {
             "SELECT count() FROM system.merges WHERE database = '{}' AND table = '{}'",
             self.database, self.table
         );
-        let partitions = format!(
-            "SELECT uniqExact(partition) FROM system.parts WHERE active AND database = '{}' AND table = '{}'",
-            self.database, self.table
-        );
-        let mut parts = self.active_parts().await?;
-        for _ in 0..OPTIMIZE_PASSES {
+        let mut passes = 0;
+        loop {
             while self.timed(self.client.query(&merging).fetch_one::<u64>()).await? > 0 {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             self.client.query(&sql).execute().await?;
-            parts = self.active_parts().await?;
-            if parts <= self.timed(self.client.query(&partitions).fetch_one::<u64>()).await? {
-                break;
+            passes += 1;
+            let (parts, partitions) = self.parts().await?;
+            if parts <= partitions || passes == OPTIMIZE_PASSES {
+                return Ok(parts);
             }
         }
-        Ok(parts)
     }
 
     /// The table's active parts (MergeTree; 0 for other engines).
     pub async fn active_parts(&self) -> Result<u64, DbError> {
+        Ok(self.parts().await?.0)
+    }
+
+    /// The table's active parts, and the partitions they make up.
+    async fn parts(&self) -> Result<(u64, u64), DbError> {
         let sql = format!(
-            "SELECT count() FROM system.parts WHERE active AND database = '{}' AND table = '{}'",
+            "SELECT count(), uniqExact(partition) FROM system.parts WHERE active AND database = '{}' AND table = '{}'",
             self.database, self.table
         );
-        self.timed(self.client.query(&sql).fetch_one::<u64>()).await
+        self.timed(self.client.query(&sql).fetch_one::<(u64, u64)>()).await
     }
 
     pub async fn count(&self) -> Result<u64, DbError> {
