@@ -20,9 +20,8 @@ bash scripts/install-deps.sh >/dev/null
 python3 -c 'import redis' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check redis
 cargo build --release --locked --quiet
 BIN=$ROOT/target/release/device-lookup
-WORK=$(mktemp -d /tmp/device-lookup-far.XXXXXX)
 source scripts/lib.sh
-trap 'cleanup; rm -rf "$WORK"' EXIT
+bench_work far
 start_redis
 start_clickhouse
 
@@ -57,7 +56,7 @@ TOML
     "$BIN" --config "$cfg" run >"$WORK/$name.log" 2>&1 &
     local daemon=$!
     pids+=("$daemon")
-    wait_for "$tasks lines" 600 python3 -c "import sys; sys.exit(sum(1 for _ in open('$WORK/$name.jsonl')) < $tasks)"
+    wait_for "$tasks lines" 600 lines_at_least "$WORK/$name.jsonl" "$tasks"
     kill -TERM "$daemon" && wait "$daemon" || true
     python3 - "$name" "$delay_ms" "$expected" "http://127.0.0.1:$port" <<'PY'
 import json, sys, urllib.request

@@ -32,10 +32,9 @@ cargo build --release --locked --quiet
 cargo bench --no-run --locked --quiet --bench stages 2>/dev/null
 BIN=$ROOT/target/release/device-lookup
 
-WORK=$(mktemp -d /tmp/device-lookup-bench.XXXXXX)
 source scripts/lib.sh
 # Everything under $WORK goes at the end (150 MB for a 1M-task run); KEEP=1 keeps it.
-trap 'cleanup; [ -n "${KEEP:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"' EXIT
+bench_work bench
 start_redis --appendonly yes --appendfsync everysec
 REDIS_PID=${pids[-1]}
 start_clickhouse
@@ -195,7 +194,6 @@ LD=$!
 pids+=("$LD")
 wait_for "the latency daemon" 20 curl -sf "http://$(grep '^listen' "$LCFG" | cut -d'"' -f2)/readyz"
 python3 benches/offer.py --redis-port "$REDIS_PORT" --rate 1000 --seconds 10 --devices "$WORK/devices.tsv" >/dev/null
-lines_at_least() { [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge "$2" ]; }
 wait_for "every offered task's line" 60 lines_at_least "$WORK/latency.jsonl" 10000
 kill -TERM $LD && wait $LD || true
 python3 - "$WORK/latency.jsonl" <<'PY' >>"$WORK/stages.jsonl"

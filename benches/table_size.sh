@@ -27,9 +27,8 @@ if [ -z "${BIN:-}" ]; then
     cargo build --release --locked --quiet
     BIN=$ROOT/target/release/device-lookup
 fi
-WORK=$(mktemp -d /tmp/device-lookup-size.XXXXXX)
 source scripts/lib.sh
-trap 'cleanup; rm -rf "$WORK"' EXIT
+bench_work size
 start_redis
 CH_CONFIG_EDIT='s#<uncompressed_cache_size>[0-9]*#<uncompressed_cache_size>8589934592#; s#</max_memory_usage>#&<log_queries>1</log_queries>#' \
     start_clickhouse
@@ -53,7 +52,6 @@ listen = "127.0.0.1:$(free_port)"
 TOML
 
 merges_done() { [ "$(ch "SELECT count() FROM system.merges")" = 0 ]; }
-lines_at_least() { [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge "$2" ]; }
 
 # drain BINARY LABEL ROWS STATE: one JSON line.
 drain() {

@@ -2,11 +2,19 @@
 # Shell helpers shared by demo.sh and the benchmarks: free ports, waiting
 # for a condition with a deadline, and local Redis/ClickHouse instances under
 # a work directory, all stopped when the calling script exits.
-# Usage: WORK=/some/dir; source scripts/lib.sh
+# Usage: WORK=/some/dir; source scripts/lib.sh (a benchmark: source it, then
+# bench_work NAME)
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
+
+# bench_work NAME: a fresh WORK directory for a benchmark, removed at exit
+# with everything the script started (KEEP=1 keeps it and says where).
+bench_work() {
+    WORK=$(mktemp -d "/tmp/device-lookup-$1.XXXXXX")
+    trap 'cleanup; if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi' EXIT
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -18,6 +26,9 @@ wait_for() { # wait_for DESCRIPTION SECONDS COMMAND...
         sleep 0.1
     done
 }
+
+# lines_at_least FILE N: FILE exists and holds N lines or more.
+lines_at_least() { [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge "$2" ]; }
 
 sbin() { command -v "$1" 2>/dev/null || echo "/usr/sbin/$1"; }
 
