@@ -476,17 +476,22 @@ fn full_disk_pauses_and_resumes() {
     wait_until("the full disk to be noticed", Duration::from_secs(30), || d.log_text().contains("results file failed"));
     assert_eq!(w.redis_len(&format!("{QUEUE}:dead")), 0);
     std::fs::remove_file(&filler).unwrap();
-    let lines = || {
-        let text = std::fs::read_to_string(disk.join("results.jsonl")).unwrap_or_default();
-        text.lines()
+    let text = || std::fs::read_to_string(disk.join("results.jsonl")).unwrap_or_default();
+    // The lines up to the last newline: while the daemon runs, the file may
+    // end in a line it is appending at that moment.
+    let lines = |text: &str| {
+        text[..text.rfind('\n').map_or(0, |i| i + 1)]
+            .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
     wait_until("every result written after space returned", Duration::from_secs(30), || {
-        lines().len() == hits.len() && w.redis_len(QUEUE) == 0 && w.processing() == 0
+        lines(&text()).len() == hits.len() && w.redis_len(QUEUE) == 0 && w.processing() == 0
     });
     stop(d);
-    let ids = lines();
+    let text = text();
+    assert!(text.is_empty() || text.ends_with('\n'), "a torn last line: {:?}", text.lines().last());
+    let ids = lines(&text);
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "an id written twice");
     assert_eq!(ids.into_iter().collect::<HashSet<_>>(), hits);
     assert!(w.result_ids().is_empty());
