@@ -6,6 +6,13 @@
 //! server what it is and what the table's `ipv4` column is, and every query
 //! is written for that.
 //!
+//! With `clickhouse.lookup = "join"` the lookup reads `<table>_join`
+//! instead: a `Join` table (a hash table in the server's memory) holding
+//! every row of the table, kept current by the materialized view
+//! `<table>_join_feed`, which `seed` creates ([`Db::create_join`]). A point
+//! read in a MergeTree costs a granule per device, so the cost per device
+//! grows with the table; a hash lookup does not (docs/performance.md).
+//!
 //! The batched lookup ([`KeyLookup`]) sends its keys as *external data*: a
 //! temporary table `keys` in RowBinary, attached to the HTTP request, queried
 //! with `(ipv4, mac) IN keys`. No producer value is ever put into SQL text, no
@@ -19,7 +26,7 @@ use std::time::Duration;
 use foldhash::{HashMap, HashMapExt};
 use serde::Deserialize;
 
-use crate::config::ClickhouseSettings;
+use crate::config::{ClickhouseSettings, LookupSource};
 use crate::gen::Device;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +55,24 @@ pub enum Ipv4Column {
     Ipv4,
 }
 
+/// How the lookup query reaches the devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A MergeTree table: addresses through the primary index in `PREWHERE`,
+    /// the exact device matched after grouping.
+    MergeTree,
+    /// Another engine (a view, a Distributed table), which may refuse
+    /// `PREWHERE`: the device matched in `WHERE`.
+    Scan,
+    /// The in-memory `Join` table beside the table: the keys joined to it.
+    Join,
+}
+
 /// What the lookup query may use, learnt from the server at connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LookupPlan {
     pub column: Ipv4Column,
-    /// The table is of the MergeTree family, which takes `PREWHERE`.
-    pub prewhere: bool,
+    pub access: Access,
     /// The user may change settings (`readonly` is not 1), so the query can
     /// ask for the server's cache of uncompressed blocks
     /// (`use_uncompressed_cache`, off in the packaged user profile): a batch
@@ -69,6 +88,7 @@ pub struct Db {
     timeout: Duration,
     database: String,
     table: String,
+    lookup: LookupSource,
     /// Server version, as `SELECT version()` answers.
     pub version: String,
     /// Whether the server knows the `IPv4` type.
@@ -98,6 +118,7 @@ impl Db {
             timeout: s.timeout,
             database: s.database.clone(),
             table: s.table.clone(),
+            lookup: s.lookup,
             version: String::new(),
             has_ipv4_type: false,
         };
@@ -109,6 +130,33 @@ impl Db {
     /// `` `db`.`table` ``: both are plain identifiers, checked by config validation.
     pub fn table_ref(&self) -> String {
         format!("`{}`.`{}`", self.database, self.table)
+    }
+
+    fn join_name(&self) -> String {
+        format!("{}_join", self.table)
+    }
+
+    fn feed_name(&self) -> String {
+        format!("{}_join_feed", self.table)
+    }
+
+    /// What the lookup reads: the table, or its in-memory `Join` copy.
+    pub fn lookup_ref(&self) -> String {
+        match self.lookup {
+            LookupSource::Table => self.table_ref(),
+            LookupSource::Join => format!("`{}`.`{}`", self.database, self.join_name()),
+        }
+    }
+
+    /// The engine of a table of our database, if it exists.
+    async fn engine(&self, table: &str) -> Result<Option<String>, DbError> {
+        let sql = format!("SELECT engine FROM system.tables WHERE database = '{}' AND name = '{table}'", self.database);
+        self.timed(self.client.query(&sql).fetch_optional::<String>()).await
+    }
+
+    /// The table is of the MergeTree family.
+    pub async fn is_merge_tree(&self) -> Result<bool, DbError> {
+        Ok(self.engine(&self.table).await?.is_some_and(|e| e.ends_with("MergeTree")))
     }
 
     async fn timed<T>(
@@ -165,11 +213,23 @@ impl Db {
     /// [`Db::ipv4_column`] does when the table is missing or misshapen.
     pub async fn plan(&self) -> Result<LookupPlan, DbError> {
         let column = self.ipv4_column().await?;
-        let sql = format!(
-            "SELECT engine FROM system.tables WHERE database = '{}' AND name = '{}'",
-            self.database, self.table
-        );
-        let engine = self.timed(self.client.query(&sql).fetch_optional::<String>()).await?;
+        let access = match self.lookup {
+            LookupSource::Table if self.is_merge_tree().await? => Access::MergeTree,
+            LookupSource::Table => Access::Scan,
+            LookupSource::Join => {
+                let join = self.engine(&self.join_name()).await?;
+                let feed = self.engine(&self.feed_name()).await?;
+                if join.as_deref() != Some("Join") || feed.as_deref() != Some("MaterializedView") {
+                    return Err(DbError::Schema(format!(
+                        "clickhouse.lookup is \"join\", but {} (Join) or its view `{}` is missing: \
+                         run `device-lookup seed` to build them",
+                        self.lookup_ref(),
+                        self.feed_name()
+                    )));
+                }
+                Access::Join
+            }
+        };
         let readonly = self
             .timed(
                 self.client
@@ -177,11 +237,7 @@ impl Db {
                     .fetch_optional::<String>(),
             )
             .await?;
-        Ok(LookupPlan {
-            column,
-            prewhere: engine.is_some_and(|e| e.ends_with("MergeTree")),
-            block_cache: readonly.as_deref() != Some("1"),
-        })
+        Ok(LookupPlan { column, access, block_cache: readonly.as_deref() != Some("1") })
     }
 
     /// Creates the database and table when absent (`IPv4` where the server has it).
@@ -196,8 +252,46 @@ impl Db {
         .await
     }
 
+    /// Drops the table, with the in-memory copy and its view if they exist.
     pub async fn drop_table(&self) -> Result<(), DbError> {
-        self.execute(&format!("DROP TABLE IF EXISTS {}", self.table_ref())).await
+        for name in [self.feed_name(), self.join_name(), self.table.clone()] {
+            self.execute(&format!("DROP TABLE IF EXISTS `{}`.`{name}`", self.database)).await?;
+        }
+        Ok(())
+    }
+
+    /// Builds the in-memory copy of the table when it is absent: the `Join`
+    /// table, then the view that feeds it every later insert, then a copy of
+    /// the rows already there. A row inserted between the last two lands
+    /// twice, which the lookup's `argMax` does not see. Answers the rows
+    /// copied, or `None` when the copy and its view already existed (the rows
+    /// just inserted reached it through the view). No query timeout or memory
+    /// limit applies to the copy: it takes the table's size in memory.
+    pub async fn create_join(&self) -> Result<Option<u64>, DbError> {
+        if self.engine(&self.feed_name()).await?.is_some() {
+            return Ok(None);
+        }
+        let (join, feed) = (self.lookup_ref(), format!("`{}`.`{}`", self.database, self.feed_name()));
+        let ip_type = if self.has_ipv4_type { "IPv4" } else { "UInt32" };
+        // A copy left without its view (an interrupted build) may miss rows.
+        self.execute(&format!("DROP TABLE IF EXISTS {join}")).await?;
+        self.execute(&format!(
+            "CREATE TABLE {join} (ipv4 {ip_type}, mac UInt64, username String, updated_at DateTime) \
+             ENGINE = Join(ALL, INNER, ipv4, mac)"
+        ))
+        .await?;
+        let columns = "ipv4, mac, username, updated_at";
+        self.execute(&format!(
+            "CREATE MATERIALIZED VIEW {feed} TO {join} AS SELECT {columns} FROM {}",
+            self.table_ref()
+        ))
+        .await?;
+        self.client
+            .query(&format!("INSERT INTO {join} SELECT {columns} FROM {}", self.table_ref()))
+            .with_setting("max_memory_usage", "0")
+            .execute()
+            .await?;
+        Ok(Some(self.count().await?))
     }
 
     /// Inserts rows in one INSERT (RowBinary: `IPv4` travels as its UInt32).
@@ -306,7 +400,8 @@ pub struct KeyLookup {
 }
 
 impl KeyLookup {
-    pub fn new(s: &ClickhouseSettings, table_ref: &str, plan: LookupPlan) -> KeyLookup {
+    /// `source_ref` is what the lookup reads ([`Db::lookup_ref`]).
+    pub fn new(s: &ClickhouseSettings, source_ref: &str, plan: LookupPlan) -> KeyLookup {
         let http = awc::Client::builder().timeout(s.timeout).finish();
         let structure = match plan.column {
             Ipv4Column::UInt32 => "ipv4 UInt32, mac UInt64",
@@ -314,7 +409,7 @@ impl KeyLookup {
         };
         let mut params = form_urlencoded::Serializer::new(String::new());
         params
-            .append_pair("query", &lookup_query(table_ref, plan.prewhere))
+            .append_pair("query", &lookup_query(source_ref, plan.access))
             .append_pair("keys_structure", structure)
             .append_pair("keys_format", "RowBinary");
         if plan.block_cache {
@@ -366,24 +461,27 @@ impl KeyLookup {
 
 /// The lookup query; its keys come as the external table `keys`.
 ///
-/// With `prewhere` (MergeTree tables) the rows are selected by address alone,
+/// On a MergeTree table the rows are selected by address alone,
 /// in `PREWHERE`, against the scalar set of the batch's addresses: the
 /// primary index narrows the read to a granule per key and part, and the
 /// other columns are read only where an address matched. The exact device
 /// is matched after grouping, in `HAVING`, on a few rows per key: a tuple
 /// set in `WHERE` made the index analysis and every row read cost more
 /// (about half the server's time per device on 100M rows,
-/// docs/performance.md). Other engines may refuse `PREWHERE`.
-pub fn lookup_query(table_ref: &str, prewhere: bool) -> String {
-    let (filter, having) = if prewhere {
-        ("PREWHERE ipv4 IN (SELECT ipv4 FROM keys)", " HAVING (ipv4, mac) IN keys")
-    } else {
-        ("WHERE (ipv4, mac) IN keys", "")
+/// docs/performance.md). Other engines may refuse `PREWHERE`. A `Join`
+/// table is probed once per key; it holds every row, so grouping still
+/// picks the latest binding.
+pub fn lookup_query(source_ref: &str, access: Access) -> String {
+    let from = match access {
+        Access::MergeTree => {
+            format!(
+                "{source_ref} PREWHERE ipv4 IN (SELECT ipv4 FROM keys) GROUP BY ipv4, mac HAVING (ipv4, mac) IN keys"
+            )
+        }
+        Access::Scan => format!("{source_ref} WHERE (ipv4, mac) IN keys GROUP BY ipv4, mac"),
+        Access::Join => format!("keys ALL INNER JOIN {source_ref} USING (ipv4, mac) GROUP BY ipv4, mac"),
     };
-    format!(
-        "SELECT toUInt32(ipv4) AS ip, mac, argMax(username, updated_at) AS username FROM {table_ref} \
-         {filter} GROUP BY ipv4, mac{having} FORMAT RowBinary"
-    )
+    format!("SELECT toUInt32(ipv4) AS ip, mac, argMax(username, updated_at) AS username FROM {from} FORMAT RowBinary")
 }
 
 /// The keys in RowBinary: a little-endian u32 and u64 per device (an `IPv4`
@@ -464,10 +562,12 @@ mod tests {
 
     #[test]
     fn the_query_carries_no_values() {
-        let q = lookup_query("`d`.`t`", false);
+        let q = lookup_query("`d`.`t`", Access::Scan);
         assert!(q.contains("WHERE (ipv4, mac) IN keys") && q.ends_with("FORMAT RowBinary"), "{q}");
         assert!(!q.contains("PREWHERE"), "{q}");
-        let q = lookup_query("`d`.`t`", true);
+        let q = lookup_query("`d`.`t_join`", Access::Join);
+        assert!(q.contains("FROM keys ALL INNER JOIN `d`.`t_join` USING (ipv4, mac) GROUP BY ipv4, mac"), "{q}");
+        let q = lookup_query("`d`.`t`", Access::MergeTree);
         assert!(
             q.contains("PREWHERE ipv4 IN (SELECT ipv4 FROM keys) GROUP BY ipv4, mac HAVING (ipv4, mac) IN keys"),
             "{q}"

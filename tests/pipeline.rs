@@ -301,3 +301,55 @@ fn a_readonly_clickhouse_user_still_finds_devices() {
     assert!(daemon.wait(Duration::from_secs(30)).success());
     assert!(daemon.log_text().contains("\"block_cache\":false"), "the plan is logged");
 }
+
+/// `clickhouse.lookup = "join"`: `seed` builds the in-memory copy and the view
+/// that feeds it. A device inserted afterwards and a device bound again later
+/// are found as the table has them, after a ClickHouse restart too (the server
+/// reloads a `Join` table from its own files).
+#[test]
+fn the_in_memory_copy_stays_current() {
+    let mut s = Stack::start("");
+    set_key(&s.config, "clickhouse", "lookup = \"join\"");
+    let (status, _, err) = run_cli(&s.config, &["seed", "--rows", "300", "--seed", "8", "--batch", "100"]);
+    assert!(status.success() && err.contains("built the in-memory copy `devices`.`users_join` from 300 rows"), "{err}");
+
+    let d = device(8, 7);
+    s.ch.query(&format!(
+        "INSERT INTO devices.users VALUES ('late-owner', {}, {}, '2030-01-01 00:00:00'), ('newcomer', 167772161, 42, '2020-01-01 00:00:00')",
+        d.ipv4, d.mac
+    ));
+    s.ch.restart();
+    let (status, out, err) = run_cli(&s.config, &["check"]);
+    assert!(status.success() && out.contains("lookups in memory, through `devices`.`users_join`"), "{out}{err}");
+
+    let (status, _, err) = run_cli(&s.config, &["enqueue", "--count", "20", "--hit-ratio", "1", "--seed", "8"]);
+    assert!(status.success(), "{err}");
+    let mut conn = s.redis.conn();
+    let rebound = format!(
+        r#"{{"id":"rebound","ipv4":"{}","mac":"{}"}}"#,
+        std::net::Ipv4Addr::from(d.ipv4),
+        Mac::from_u64(d.mac).unwrap()
+    );
+    for task in [
+        rebound.as_str(),
+        r#"{"id":"newcomer","ipv4":"10.0.0.1","mac":"00:00:00:00:00:2a"}"#,
+        r#"{"id":"stranger","ipv4":"10.0.0.2","mac":"00:00:00:00:00:2a"}"#,
+    ] {
+        let _: () = conn.lpush(QUEUE, task).unwrap();
+    }
+    let mut daemon = Daemon::start(&s.config, &s.dir.path().join("daemon.log"));
+    wait_until("22 results and the miss settled", Duration::from_secs(30), || {
+        let queued: usize = conn.llen(QUEUE).unwrap();
+        queued == 0 && results(s.dir.path()).len() == 22 && tasks_in_processing(&mut conn, QUEUE) == 0
+    });
+    daemon.sigterm();
+    assert!(daemon.wait(Duration::from_secs(30)).success());
+    let owners: HashMap<String, String> = results(s.dir.path())
+        .iter()
+        .map(|l| (l["id"].as_str().unwrap().to_owned(), l["username"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(owners.get("rebound").map(String::as_str), Some("late-owner"));
+    assert_eq!(owners.get("newcomer").map(String::as_str), Some("newcomer"));
+    assert!(!owners.contains_key("stranger"));
+    assert!(daemon.log_text().contains("\"access\":\"Join\""), "the plan is logged");
+}

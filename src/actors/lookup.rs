@@ -90,13 +90,14 @@ impl LookupActor {
             Ok((db, plan)) => {
                 // While a failure streak lasts, a connect is no news.
                 let kv = slog::o!("version" => db.version.clone(), "ipv4_column" => format!("{:?}", plan.column),
-                    "table" => db.table_ref(), "prewhere" => plan.prewhere, "block_cache" => plan.block_cache);
+                    "table" => db.lookup_ref(), "access" => format!("{:?}", plan.access),
+                    "block_cache" => plan.block_cache);
                 if !act.reconnect.failing() {
                     info!(act.log.new(kv), "connected to ClickHouse");
                 } else {
                     debug!(act.log.new(kv), "connected to ClickHouse");
                 }
-                act.db = Some(Rc::new(KeyLookup::new(&act.settings.clickhouse, &db.table_ref(), plan)));
+                act.db = Some(Rc::new(KeyLookup::new(&act.settings.clickhouse, &db.lookup_ref(), plan)));
                 // Ready again: intake waits for this, and a lookup needs intake.
                 act.metrics.up(Dependency::ClickHouse);
                 act.maybe_query(ctx);

@@ -3,7 +3,7 @@
 
 use crate::cli::CommandError;
 use crate::config::{redact_url, QueueMode, Settings};
-use crate::db::Db;
+use crate::db::{Access, Db};
 
 pub async fn check(s: &Settings) -> Result<(), CommandError> {
     println!("configuration: ok");
@@ -72,12 +72,16 @@ async fn clickhouse_report(s: &Settings) -> Result<String, CommandError> {
     let plan = db.plan().await?;
     let rows = db.count().await?;
     let parts = db.active_parts().await?;
+    let access = match plan.access {
+        Access::MergeTree => "the primary index, PREWHERE".to_owned(),
+        Access::Scan => "WHERE (not a MergeTree)".to_owned(),
+        Access::Join => format!("in memory, through {}", db.lookup_ref()),
+    };
     Ok(format!(
-        "version {}, {} has {rows} rows in {parts} active parts (ipv4 as {:?}; PREWHERE {}; block cache {})",
+        "version {}, {} has {rows} rows in {parts} active parts (ipv4 as {:?}; lookups {access}; block cache {})",
         db.version,
         db.table_ref(),
         plan.column,
-        if plan.prewhere { "yes" } else { "no" },
         if plan.block_cache { "asked for" } else { "not allowed (readonly user)" }
     ))
 }
