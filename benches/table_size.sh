@@ -2,9 +2,12 @@
 # The table grows (issue: performance as the work grows). One ClickHouse,
 # seeded in turn with each of SIZES rows (1M, 10M, 100M); for each size:
 #   - the seeding rate (`seed --no-optimize`);
-#   - two states of the table: "as merged" (the parts the server's own
-#     merges leave once they stop) and "optimized" (after OPTIMIZE ... FINAL,
-#     one part, as `seed` leaves it by default); the time to optimize;
+#   - three states: the table "as merged" (the parts the server's own
+#     merges leave once they stop), "optimized" (after OPTIMIZE ... FINAL,
+#     one part, as `seed` leaves it by default), and "join": the daemon
+#     reading the in-memory copy (`clickhouse.lookup = "join"`), built by
+#     `seed` from the optimized table; the time to optimize, and to build the
+#     copy with the server's memory it took;
 #   - in each state, RUNS drains of TASKS queued tasks (all hits, new devices
 #     each time) by device-lookup at its default settings, nginx as the sink;
 #   - per drain: tasks/s, ClickHouse CPU per looked-up device, and from the
@@ -14,7 +17,7 @@
 # an 8 GiB cache of uncompressed blocks (allocated as used), and the query
 # log on. The first drain of a size starts with a cold cache.
 # One JSON line per drain, then a table. COMPARE=<another build> adds a
-# drain of that build beside each (order alternating).
+# drain of that build beside each of the table's (order alternating).
 # Usage: bash benches/table_size.sh   (SIZES, TASKS, RUNS, BIN override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +58,8 @@ merges_done() { [ "$(ch "SELECT count() FROM system.merges")" = 0 ]; }
 
 # drain BINARY LABEL ROWS STATE: one JSON line.
 drain() {
-    local bin=$1 label=$2 rows=$3 state=$4 since ticks0 t0 t1 ticks1 daemon
+    local bin=$1 label=$2 rows=$3 state=$4 since ticks0 t0 t1 ticks1 daemon lookup=table
+    [ "$state" != join ] || lookup="join"
     redis-cli -p "$REDIS_PORT" flushall >/dev/null
     rm -f "$WORK/out.jsonl"
     "$bin" --config "$cfg" enqueue --count "$TASKS" --hit-ratio 1 --seed "$((run * 7 + rows % 97))" \
@@ -63,7 +67,7 @@ drain() {
     since=$(ch "SELECT now()")
     ticks0=$(awk '{print $14 + $15}' "/proc/$CH_PID/stat")
     t0=$(date +%s.%N)
-    "$bin" --config "$cfg" run >"$WORK/daemon.log" 2>&1 &
+    DEVICE_LOOKUP__CLICKHOUSE__LOOKUP=$lookup "$bin" --config "$cfg" run >"$WORK/daemon.log" 2>&1 &
     daemon=$!
     pids+=("$daemon")
     wait_for "$TASKS lines" 900 lines_at_least "$WORK/out.jsonl" "$TASKS"
@@ -74,7 +78,7 @@ drain() {
     # The lookup's queries: the ones with the external table `keys`.
     ch "SELECT count(), sum(read_rows), quantileExact(0.5)(query_duration_ms), quantileExact(0.99)(query_duration_ms)
         FROM system.query_log WHERE type = 2 AND event_time >= toDateTime('$since')
-        AND query LIKE '%IN keys%' AND query NOT LIKE '%query_log%' FORMAT TSV" >"$WORK/q.tsv"
+        AND query LIKE '%argMax(username, updated_at)%' AND query NOT LIKE '%query_log%' FORMAT TSV" >"$WORK/q.tsv"
     python3 - "$label:$state" "$rows" "$run" "$TASKS" "$t0" "$t1" "$ticks0" "$ticks1" "$(getconf CLK_TCK)" \
         "$(ch "SELECT count() FROM system.parts WHERE active AND database = 'devices' AND table = 'users'")" \
         "$WORK/q.tsv" <<'PY'
@@ -92,6 +96,8 @@ PY
 }
 
 drains() { # drains ROWS STATE
+    local COMPARE=${COMPARE:-}
+    [ "$2" != join ] || COMPARE=  # an older build may not know clickhouse.lookup
     for run in $(seq "$RUNS"); do
         if [ -n "${COMPARE:-}" ] && [ $((run % 2)) = 0 ]; then
             drain "$COMPARE" compare "$1" "$2" | tee -a "$WORK/results.jsonl"
@@ -116,6 +122,16 @@ for rows in $SIZES; do
     ch "OPTIMIZE TABLE devices.users FINAL"
     echo "{\"optimize_rows\": $rows, \"seconds\": $(elapsed "$t0")}" | tee -a "$WORK/results.jsonl"
     drains "$rows" optimized
+    # Room for the copy: the block cache is what the table's lookups needed.
+    ch "SYSTEM DROP UNCOMPRESSED CACHE"
+    rss0=$(awk '/VmRSS/ {print $2}' "/proc/$CH_PID/status")
+    t0=$(date +%s.%N)
+    DEVICE_LOOKUP__CLICKHOUSE__LOOKUP="join" "$BIN" --config "$cfg" seed --rows 0 --no-optimize >/dev/null 2>&1
+    s=$(elapsed "$t0")
+    rss1=$(awk '/VmRSS/ {print $2}' "/proc/$CH_PID/status")
+    echo "{\"join_rows\": $rows, \"seconds\": $s, \"bytes_per_row\": $(((rss1 - rss0) * 1024 / rows))}" \
+        | tee -a "$WORK/results.jsonl"
+    drains "$rows" join
 done
 cp "$WORK/results.jsonl" "$ROOT/target/table-size-results.jsonl"
 
@@ -124,6 +140,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 seeds = {r["seed_rows"]: r for r in rows if "seed_rows" in r}
 optimized = {r["optimize_rows"]: r for r in rows if "optimize_rows" in r}
+joins = {r["join_rows"]: r for r in rows if "join_rows" in r}
 drains = [r for r in rows if "build" in r]
 if not drains or any(d["queries"] == 0 or d["rows_read_per_query"] == 0 for d in drains):
     sys.exit("a drain's lookups are missing from the server's query log")
@@ -133,10 +150,12 @@ for d in drains:
           f"{d['keys_per_query']:>11} {d['rows_read_per_query']:>16,} {d['rows_read_per_key']:>9} {d['query_p50_ms']:>7} {d['query_p99_ms']:>7}")
 for n, s in seeds.items():
     print(f"seeding {n:,} rows: {s['seconds']} s ({s['rows_per_sec']:,} rows/s); "
-          f"OPTIMIZE FINAL {optimized.get(n, {}).get('seconds', '-')} s")
+          f"OPTIMIZE FINAL {optimized.get(n, {}).get('seconds', '-')} s; "
+          f"in-memory copy built in {joins.get(n, {}).get('seconds', '-')} s, "
+          f"{joins.get(n, {}).get('bytes_per_row', '-')} bytes of server memory per row")
 # The last drain of each size and state (a warm cache): ratios to the smallest size.
 for build in ("this", "compare"):
-    for state in ("merged", "optimized"):
+    for state in ("merged", "optimized", "join"):
         last = {d["rows"]: d for d in drains if d["build"] == f"{build}:{state}"}
         sizes = sorted(last)
         for n in sizes[1:]:
@@ -146,4 +165,12 @@ for build in ("this", "compare"):
             print(f"{build}, {state}: {n:,} rows against {sizes[0]:,} (last drains): CPU per device "
                   f"x{d['clickhouse_cpu_us_per_device'] / base['clickhouse_cpu_us_per_device']:.2f}, "
                   f"drain rate x{d['per_sec'] / base['per_sec']:.2f}")
+# The copy against the table's best at the smallest size: what a deployment gains.
+best = {d["rows"]: d for d in drains if d["build"] == "this:optimized"}
+for n, d in sorted({d["rows"]: d for d in drains if d["build"] == "this:join"}.items()):
+    base = best[min(best)]
+    if base["clickhouse_cpu_us_per_device"]:
+        print(f"this, join at {n:,} rows against optimized at {min(best):,}: CPU per device "
+              f"x{d['clickhouse_cpu_us_per_device'] / base['clickhouse_cpu_us_per_device']:.2f}, "
+              f"drain rate x{d['per_sec'] / base['per_sec']:.2f}")
 PY
