@@ -103,7 +103,7 @@ async fn clickhouse_stage(settings: &Settings, tasks: usize) -> Duration {
     let db = Db::connect(&settings.clickhouse).await.expect("clickhouse");
     let plan = db.plan().await.expect("the seeded table");
     let keys = db.sample(tasks as u64, 7).await.expect("sample");
-    let lookup = KeyLookup::new(&settings.clickhouse, &db.table_ref(), plan);
+    let lookup = KeyLookup::new(&settings.clickhouse, plan);
     let started = Instant::now();
     let mut batches = keys.chunks(settings.lookup.batch_size);
     loop {

@@ -133,11 +133,15 @@ impl Db {
     }
 
     fn join_name(&self) -> String {
-        format!("{}_join", self.table)
+        join_name(&self.table)
     }
 
     fn feed_name(&self) -> String {
-        format!("{}_join_feed", self.table)
+        feed_name(&self.table)
+    }
+
+    fn building_name(&self) -> String {
+        building_name(&self.table)
     }
 
     /// What the lookup reads: the table, or its in-memory `Join` copy.
@@ -217,14 +221,13 @@ impl Db {
             LookupSource::Table if self.is_merge_tree().await? => Access::MergeTree,
             LookupSource::Table => Access::Scan,
             LookupSource::Join => {
-                let join = self.engine(&self.join_name()).await?;
-                let feed = self.engine(&self.feed_name()).await?;
-                if join.as_deref() != Some("Join") || feed.as_deref() != Some("MaterializedView") {
+                if self.engine(&self.join_name()).await?.as_deref() != Some("Join") || !self.join_complete().await? {
                     return Err(DbError::Schema(format!(
-                        "clickhouse.lookup is \"join\", but {} (Join) or its view `{}` is missing: \
-                         run `device-lookup seed` to build them",
+                        "clickhouse.lookup is \"join\", but the copy {} is missing or not complete \
+                         (its view `{}` absent, or `{}` present): run `device-lookup seed` to build it",
                         self.lookup_ref(),
-                        self.feed_name()
+                        self.feed_name(),
+                        self.building_name()
                     )));
                 }
                 Access::Join
@@ -254,26 +257,32 @@ impl Db {
 
     /// Drops the table, with the in-memory copy and its view if they exist.
     pub async fn drop_table(&self) -> Result<(), DbError> {
-        for name in [self.feed_name(), self.join_name(), self.table.clone()] {
+        for name in [self.feed_name(), self.building_name(), self.join_name(), self.table.clone()] {
             self.execute(&format!("DROP TABLE IF EXISTS `{}`.`{name}`", self.database)).await?;
         }
         Ok(())
     }
 
-    /// Builds the in-memory copy of the table when it is absent: the `Join`
-    /// table, then the view that feeds it every later insert, then a copy of
-    /// the rows already there. A row inserted between the last two lands
-    /// twice, which the lookup's `argMax` does not see. Answers the rows
-    /// copied, or `None` when the copy and its view already existed (the rows
-    /// just inserted reached it through the view). No query timeout or memory
-    /// limit applies to the copy: it takes the table's size in memory.
+    /// Builds the in-memory copy of the table unless it is complete (its feed
+    /// exists and its marker does not): the marker `<table>_join_building`,
+    /// the `Join` table, the view `<table>_join_feed` that feeds it every
+    /// later insert, a copy of the rows already there, and the marker
+    /// dropped. A row inserted between the view and the copy lands twice,
+    /// which the lookup's `argMax` does not see. Lookups fail while the copy
+    /// is not complete ([`lookup_query`]), so none reads it half filled.
+    /// Answers the rows copied, or `None` when the copy was complete (the
+    /// rows just inserted reached it through the feed). No query timeout or
+    /// memory limit applies to the copy: it takes the table's size in memory.
     pub async fn create_join(&self) -> Result<Option<u64>, DbError> {
-        if self.engine(&self.feed_name()).await?.is_some() {
+        if self.join_complete().await? {
             return Ok(None);
         }
-        let (join, feed) = (self.lookup_ref(), format!("`{}`.`{}`", self.database, self.feed_name()));
+        let name = |n: String| format!("`{}`.`{n}`", self.database);
+        let (join, building, feed) = (self.lookup_ref(), name(self.building_name()), name(self.feed_name()));
         let ip_type = if self.has_ipv4_type { "IPv4" } else { "UInt32" };
-        // A copy left without its view (an interrupted build) may miss rows.
+        self.execute(&format!("CREATE TABLE IF NOT EXISTS {building} (since DateTime) ENGINE = Memory")).await?;
+        // What an earlier build left: a copy that may miss rows.
+        self.execute(&format!("DROP TABLE IF EXISTS {feed}")).await?;
         self.execute(&format!("DROP TABLE IF EXISTS {join}")).await?;
         self.execute(&format!(
             "CREATE TABLE {join} (ipv4 {ip_type}, mac UInt64, username String, updated_at DateTime) \
@@ -291,7 +300,14 @@ impl Db {
             .with_setting("max_memory_usage", "0")
             .execute()
             .await?;
+        self.execute(&format!("DROP TABLE {building}")).await?;
         Ok(Some(self.count().await?))
+    }
+
+    /// The copy's feed exists and its build marker does not.
+    async fn join_complete(&self) -> Result<bool, DbError> {
+        Ok(self.engine(&self.feed_name()).await?.as_deref() == Some("MaterializedView")
+            && self.engine(&self.building_name()).await?.is_none())
     }
 
     /// Inserts rows in one INSERT (RowBinary: `IPv4` travels as its UInt32).
@@ -400,8 +416,7 @@ pub struct KeyLookup {
 }
 
 impl KeyLookup {
-    /// `source_ref` is what the lookup reads ([`Db::lookup_ref`]).
-    pub fn new(s: &ClickhouseSettings, source_ref: &str, plan: LookupPlan) -> KeyLookup {
+    pub fn new(s: &ClickhouseSettings, plan: LookupPlan) -> KeyLookup {
         let http = awc::Client::builder().timeout(s.timeout).finish();
         let structure = match plan.column {
             Ipv4Column::UInt32 => "ipv4 UInt32, mac UInt64",
@@ -409,7 +424,7 @@ impl KeyLookup {
         };
         let mut params = form_urlencoded::Serializer::new(String::new());
         params
-            .append_pair("query", &lookup_query(source_ref, plan.access))
+            .append_pair("query", &lookup_query(&s.database, &s.table, plan.access))
             .append_pair("keys_structure", structure)
             .append_pair("keys_format", "RowBinary");
         if plan.block_cache {
@@ -459,6 +474,21 @@ impl KeyLookup {
     }
 }
 
+/// The in-memory copy of `table`.
+fn join_name(table: &str) -> String {
+    format!("{table}_join")
+}
+
+/// The view that feeds the copy.
+fn feed_name(table: &str) -> String {
+    format!("{table}_join_feed")
+}
+
+/// A marker that exists while the copy is being built.
+fn building_name(table: &str) -> String {
+    format!("{table}_join_building")
+}
+
 /// The lookup query; its keys come as the external table `keys`.
 ///
 /// On a MergeTree table the rows are selected by address alone,
@@ -468,18 +498,29 @@ impl KeyLookup {
 /// is matched after grouping, in `HAVING`, on a few rows per key: a tuple
 /// set in `WHERE` made the index analysis and every row read cost more
 /// (about half the server's time per device on 100M rows,
-/// docs/performance.md). Other engines may refuse `PREWHERE`. A `Join`
-/// table is probed once per key; it holds every row, so grouping still
-/// picks the latest binding.
-pub fn lookup_query(source_ref: &str, access: Access) -> String {
+/// docs/performance.md). Other engines may refuse `PREWHERE`.
+///
+/// A `Join` copy is probed once per key; it holds every row, so grouping
+/// still picks the latest binding. Unless the feed exists and the build
+/// marker does not, the copy may be half filled or falling behind, and the
+/// query fails (`throwIf`, once per key, so a batch of misses fails too)
+/// rather than answer "not found".
+pub fn lookup_query(database: &str, table: &str, access: Access) -> String {
     let from = match access {
         Access::MergeTree => {
             format!(
-                "{source_ref} PREWHERE ipv4 IN (SELECT ipv4 FROM keys) GROUP BY ipv4, mac HAVING (ipv4, mac) IN keys"
+                "`{database}`.`{table}` PREWHERE ipv4 IN (SELECT ipv4 FROM keys) GROUP BY ipv4, mac HAVING (ipv4, mac) IN keys"
             )
         }
-        Access::Scan => format!("{source_ref} WHERE (ipv4, mac) IN keys GROUP BY ipv4, mac"),
-        Access::Join => format!("keys ALL INNER JOIN {source_ref} USING (ipv4, mac) GROUP BY ipv4, mac"),
+        Access::Scan => format!("`{database}`.`{table}` WHERE (ipv4, mac) IN keys GROUP BY ipv4, mac"),
+        Access::Join => format!(
+            "(SELECT ipv4, mac FROM keys WHERE throwIf((SELECT countIf(name = '{feed}') - countIf(name = '{building}') \
+             FROM system.tables WHERE database = '{database}') != 1) = 0) \
+             ALL INNER JOIN `{database}`.`{join}` USING (ipv4, mac) GROUP BY ipv4, mac",
+            feed = feed_name(table),
+            building = building_name(table),
+            join = join_name(table)
+        ),
     };
     format!("SELECT toUInt32(ipv4) AS ip, mac, argMax(username, updated_at) AS username FROM {from} FORMAT RowBinary")
 }
@@ -562,12 +603,16 @@ mod tests {
 
     #[test]
     fn the_query_carries_no_values() {
-        let q = lookup_query("`d`.`t`", Access::Scan);
+        let q = lookup_query("d", "t", Access::Scan);
         assert!(q.contains("WHERE (ipv4, mac) IN keys") && q.ends_with("FORMAT RowBinary"), "{q}");
         assert!(!q.contains("PREWHERE"), "{q}");
-        let q = lookup_query("`d`.`t_join`", Access::Join);
-        assert!(q.contains("FROM keys ALL INNER JOIN `d`.`t_join` USING (ipv4, mac) GROUP BY ipv4, mac"), "{q}");
-        let q = lookup_query("`d`.`t`", Access::MergeTree);
+        let q = lookup_query("d", "t", Access::Join);
+        assert!(q.contains("ALL INNER JOIN `d`.`t_join` USING (ipv4, mac) GROUP BY ipv4, mac"), "{q}");
+        assert!(q.contains(
+            "throwIf((SELECT countIf(name = 't_join_feed') - countIf(name = 't_join_building') \
+             FROM system.tables WHERE database = 'd') != 1)"
+        ));
+        let q = lookup_query("d", "t", Access::MergeTree);
         assert!(
             q.contains("PREWHERE ipv4 IN (SELECT ipv4 FROM keys) GROUP BY ipv4, mac HAVING (ipv4, mac) IN keys"),
             "{q}"

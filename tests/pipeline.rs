@@ -305,7 +305,8 @@ fn a_readonly_clickhouse_user_still_finds_devices() {
 /// `clickhouse.lookup = "join"`: `seed` builds the in-memory copy and the view
 /// that feeds it. A device inserted afterwards and a device bound again later
 /// are found as the table has them, after a ClickHouse restart too (the server
-/// reloads a `Join` table from its own files).
+/// reloads a `Join` table from its own files). A rebuild under a running
+/// daemon settles nothing from the half-built copy.
 #[test]
 fn the_in_memory_copy_stays_current() {
     let mut s = Stack::start("");
@@ -342,6 +343,29 @@ fn the_in_memory_copy_stays_current() {
         let queued: usize = conn.llen(QUEUE).unwrap();
         queued == 0 && results(s.dir.path()).len() == 22 && tasks_in_processing(&mut conn, QUEUE) == 0
     });
+
+    // A rebuild while the daemon runs. From the feed's drop to the end of the
+    // build the lookups fail: nothing is settled from a copy half filled.
+    let m = scrape(&s.config);
+    let not_found = m["device_lookup_tasks_total{outcome=not_found}"];
+    s.ch.query("DROP TABLE devices.users_join_feed");
+    let late = device(8, 9);
+    let task = format!(
+        r#"{{"id":"during-rebuild","ipv4":"{}","mac":"{}"}}"#,
+        std::net::Ipv4Addr::from(late.ipv4),
+        Mac::from_u64(late.mac).unwrap()
+    );
+    let _: () = conn.lpush(QUEUE, &task).unwrap();
+    wait_until("the daemon to see ClickHouse failing", Duration::from_secs(30), || {
+        scrape(&s.config)["device_lookup_dependency_failing{dependency=clickhouse}"] == 1.0
+    });
+    let (status, _, err) = run_cli(&s.config, &["seed", "--rows", "0", "--no-optimize"]);
+    assert!(status.success() && err.contains("from 302 rows"), "{err}");
+    wait_until("the task looked up in the rebuilt copy", Duration::from_secs(60), || {
+        results(s.dir.path()).iter().any(|l| l["id"] == "during-rebuild")
+    });
+    assert_eq!(scrape(&s.config)["device_lookup_tasks_total{outcome=not_found}"], not_found);
+
     daemon.sigterm();
     assert!(daemon.wait(Duration::from_secs(30)).success());
     let owners: HashMap<String, String> = results(s.dir.path())

@@ -97,7 +97,7 @@ impl LookupActor {
                 } else {
                     debug!(act.log.new(kv), "connected to ClickHouse");
                 }
-                act.db = Some(Rc::new(KeyLookup::new(&act.settings.clickhouse, &db.lookup_ref(), plan)));
+                act.db = Some(Rc::new(KeyLookup::new(&act.settings.clickhouse, plan)));
                 // Ready again: intake waits for this, and a lookup needs intake.
                 act.metrics.up(Dependency::ClickHouse);
                 act.maybe_query(ctx);
