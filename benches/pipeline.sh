@@ -38,7 +38,6 @@ bench_work bench
 start_redis --appendonly yes --appendfsync everysec
 REDIS_PID=${pids[-1]}
 start_clickhouse
-CH_PID=${pids[-1]}
 
 start_nginx_sink
 

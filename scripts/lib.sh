@@ -42,16 +42,28 @@ start_redis() {
     wait_for "Redis" 10 redis-cli -p "$REDIS_PORT" ping
 }
 
-# start_clickhouse: sets CH_PORT. The config is the tests' template, edited
-# by the sed script in CH_CONFIG_EDIT if set.
+# start_clickhouse: sets CH_PORT and CH_PID. The config is the tests'
+# template, edited by the sed script in CH_CONFIG_EDIT if set.
 start_clickhouse() {
     CH_PORT=$(free_port)
     mkdir -p "$WORK/clickhouse/log"
     sed -e "s#@DIR@#$WORK/clickhouse#g" -e "s/@HTTP_PORT@/$CH_PORT/" -e "s/@TCP_PORT@/$(free_port)/" \
         -e "${CH_CONFIG_EDIT:-}" "$ROOT/tests/support/clickhouse-config.xml" >"$WORK/clickhouse/config.xml"
+    spawn_clickhouse 30
+}
+
+# restart_clickhouse SECONDS: the same server on the same files and ports,
+# answering within SECONDS (it loads in-memory tables before it answers).
+restart_clickhouse() {
+    kill "$CH_PID" && wait "$CH_PID" || true
+    spawn_clickhouse "$1"
+}
+
+spawn_clickhouse() {
     (cd "$WORK/clickhouse" && exec "$(sbin clickhouse-server)" --config-file="$WORK/clickhouse/config.xml" >/dev/null 2>&1) &
-    pids+=($!)
-    wait_for "ClickHouse" 30 curl -sf "http://127.0.0.1:$CH_PORT/ping"
+    CH_PID=$!
+    pids+=("$CH_PID")
+    wait_for "ClickHouse" "$1" curl -sf "http://127.0.0.1:$CH_PORT/ping"
 }
 
 # start_nginx_sink: nginx answering every POST with a paste URL, on SINK_PORT;
