@@ -504,7 +504,8 @@ fn building_name(table: &str) -> String {
 /// still picks the latest binding. Unless the feed exists and the build
 /// marker does not, the copy may be half filled or falling behind, and the
 /// query fails (`throwIf`, once per key, so a batch of misses fails too)
-/// rather than answer "not found".
+/// rather than answer "not found". Current servers require the subquery's
+/// alias (`joined_subquery_requires_alias`).
 pub fn lookup_query(database: &str, table: &str, access: Access) -> String {
     let from = match access {
         Access::MergeTree => {
@@ -515,7 +516,7 @@ pub fn lookup_query(database: &str, table: &str, access: Access) -> String {
         Access::Scan => format!("`{database}`.`{table}` WHERE (ipv4, mac) IN keys GROUP BY ipv4, mac"),
         Access::Join => format!(
             "(SELECT ipv4, mac FROM keys WHERE throwIf((SELECT countIf(name = '{feed}') - countIf(name = '{building}') \
-             FROM system.tables WHERE database = '{database}') != 1) = 0) \
+             FROM system.tables WHERE database = '{database}') != 1) = 0) AS k \
              ALL INNER JOIN `{database}`.`{join}` USING (ipv4, mac) GROUP BY ipv4, mac",
             feed = feed_name(table),
             building = building_name(table),
