@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need and a fresh Debian machine lacks:
 # redis-server, clickhouse-server, clickhouse-client and prometheus (Debian's
-# packages), then the third-party paste servers below. Nothing is started
-# here: the tests and the demo start their own instances.
+# packages), then the third-party paste servers and the in-process ClickHouse
+# below. Nothing is started here: the tests and the demo start their own
+# instances.
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
@@ -42,3 +43,14 @@ if ! "$TOOLS/pinnwand-$PINNWAND_VERSION/bin/python" -c 'import pinnwand' 2>/dev/
     "$TOOLS/pinnwand-$PINNWAND_VERSION/bin/pip" install --quiet --disable-pip-version-check "pinnwand==$PINNWAND_VERSION"
 fi
 ln -sfn "pinnwand-$PINNWAND_VERSION" "$TOOLS/pinnwand"
+
+# A current ClickHouse for tests/current_clickhouse.rs: the in-process engine
+# of chdb-core (no current server installs here), in a virtual environment.
+CHDB_VERSION=26.9.0
+if ! "$TOOLS/chdb-$CHDB_VERSION/bin/python" -c 'import chdb' 2>/dev/null; then
+    echo "installing chdb-core $CHDB_VERSION (pip)" >&2
+    rm -rf "$TOOLS/chdb-$CHDB_VERSION"
+    python3 -m venv "$TOOLS/chdb-$CHDB_VERSION"
+    "$TOOLS/chdb-$CHDB_VERSION/bin/pip" install --quiet --disable-pip-version-check "chdb-core==$CHDB_VERSION"
+fi
+ln -sfn "chdb-$CHDB_VERSION" "$TOOLS/chdb"

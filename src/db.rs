@@ -246,13 +246,15 @@ impl Db {
     /// Creates the database and table when absent (`IPv4` where the server has it).
     pub async fn create_table(&self) -> Result<(), DbError> {
         self.execute(&format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database)).await?;
-        let ip_type = if self.has_ipv4_type { "IPv4" } else { "UInt32" };
-        self.execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (username String, ipv4 {ip_type}, mac UInt64, updated_at DateTime) \
-             ENGINE = MergeTree() ORDER BY (ipv4, mac) SETTINGS index_granularity = {INDEX_GRANULARITY}",
-            self.table_ref()
-        ))
-        .await
+        self.execute(&table_statement(&self.database, &self.table, self.ip_type())).await
+    }
+
+    fn ip_type(&self) -> &'static str {
+        if self.has_ipv4_type {
+            "IPv4"
+        } else {
+            "UInt32"
+        }
     }
 
     /// Drops the table, with the in-memory copy and its view if they exist.
@@ -277,30 +279,10 @@ impl Db {
         if self.join_complete().await? {
             return Ok(None);
         }
-        let name = |n: String| format!("`{}`.`{n}`", self.database);
-        let (join, building, feed) = (self.lookup_ref(), name(self.building_name()), name(self.feed_name()));
-        let ip_type = if self.has_ipv4_type { "IPv4" } else { "UInt32" };
-        self.execute(&format!("CREATE TABLE IF NOT EXISTS {building} (since DateTime) ENGINE = Memory")).await?;
-        // What an earlier build left: a copy that may miss rows.
-        self.execute(&format!("DROP TABLE IF EXISTS {feed}")).await?;
-        self.execute(&format!("DROP TABLE IF EXISTS {join}")).await?;
-        self.execute(&format!(
-            "CREATE TABLE {join} (ipv4 {ip_type}, mac UInt64, username String, updated_at DateTime) \
-             ENGINE = Join(ALL, INNER, ipv4, mac)"
-        ))
-        .await?;
-        let columns = "ipv4, mac, username, updated_at";
-        self.execute(&format!(
-            "CREATE MATERIALIZED VIEW {feed} TO {join} AS SELECT {columns} FROM {}",
-            self.table_ref()
-        ))
-        .await?;
-        self.client
-            .query(&format!("INSERT INTO {join} SELECT {columns} FROM {}", self.table_ref()))
-            .with_setting("max_memory_usage", "0")
-            .execute()
-            .await?;
-        self.execute(&format!("DROP TABLE {building}")).await?;
+        for sql in join_build_statements(&self.database, &self.table, self.ip_type()) {
+            // No query timeout: copying takes as long as reading the table.
+            self.client.query(&sql).execute().await?;
+        }
         Ok(Some(self.count().await?))
     }
 
@@ -472,6 +454,36 @@ impl KeyLookup {
             Err(_) => Err(DbError::Unavailable(format!("no answer within {:?}", self.timeout))),
         }
     }
+}
+
+/// The devices table, as `seed` creates it.
+pub fn table_statement(database: &str, table: &str, ip_type: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS `{database}`.`{table}` (username String, ipv4 {ip_type}, mac UInt64, \
+         updated_at DateTime) ENGINE = MergeTree() ORDER BY (ipv4, mac) SETTINGS index_granularity = {INDEX_GRANULARITY}"
+    )
+}
+
+/// What builds the in-memory copy of `table`, in order ([`Db::create_join`]).
+pub fn join_build_statements(database: &str, table: &str, ip_type: &str) -> [String; 7] {
+    let name = |n: &str| format!("`{database}`.`{n}`");
+    let (source, join) = (name(table), name(&join_name(table)));
+    let (building, feed) = (name(&building_name(table)), name(&feed_name(table)));
+    let columns = "ipv4, mac, username, updated_at";
+    [
+        format!("CREATE TABLE IF NOT EXISTS {building} (since DateTime) ENGINE = Memory"),
+        // What an earlier build left: a copy that may miss rows.
+        format!("DROP TABLE IF EXISTS {feed}"),
+        format!("DROP TABLE IF EXISTS {join}"),
+        format!(
+            "CREATE TABLE {join} (ipv4 {ip_type}, mac UInt64, username String, updated_at DateTime) \
+             ENGINE = Join(ALL, INNER, ipv4, mac)"
+        ),
+        format!("CREATE MATERIALIZED VIEW {feed} TO {join} AS SELECT {columns} FROM {source}"),
+        // No memory limit: the copy takes the table's size in memory.
+        format!("INSERT INTO {join} SELECT {columns} FROM {source} SETTINGS max_memory_usage = 0"),
+        format!("DROP TABLE {building}"),
+    ]
 }
 
 /// The in-memory copy of `table`.

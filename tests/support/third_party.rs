@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{free_port, http_get, wait_until};
 
-fn tool(path: &str) -> PathBuf {
+pub fn tool(path: &str) -> PathBuf {
     let root = std::env::var("DEVICE_LOOKUP_TOOLS").unwrap_or_else(|_| "/opt/device-lookup-test-tools".into());
     let p = Path::new(&root).join(path);
     assert!(p.exists(), "{} is missing: run `bash scripts/install-deps.sh`, which installs it", p.display());
