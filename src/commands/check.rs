@@ -73,8 +73,8 @@ async fn clickhouse_report(s: &Settings) -> Result<String, CommandError> {
     let rows = db.count().await?;
     let parts = db.active_parts().await?;
     let access = match plan.access {
-        Access::MergeTree => "the primary index, PREWHERE".to_owned(),
-        Access::Scan => "WHERE (not a MergeTree)".to_owned(),
+        Access::MergeTree => "by the primary index (PREWHERE)".to_owned(),
+        Access::Scan => "by WHERE (not a MergeTree)".to_owned(),
         Access::Join => format!("in memory, through {}", db.lookup_ref()),
     };
     Ok(format!(
