@@ -34,22 +34,7 @@ case_run() {
     local sink=$!
     pids+=("$sink")
     wait_for "paste server" 10 curl -sf "http://127.0.0.1:$port/_stats"
-    cfg=$WORK/$name.toml
-    cat >"$cfg" <<TOML
-[redis]
-url = "redis://127.0.0.1:$REDIS_PORT/0"
-[clickhouse]
-url = "http://127.0.0.1:$CH_PORT"
-[publisher]
-url = "http://127.0.0.1:$port/api/api_post.php"
-api_dev_key = "bench"
-max_attempts = 1000
-$extra
-[output]
-path = "$WORK/$name.jsonl"
-[http]
-listen = "127.0.0.1:$(free_port)"
-TOML
+    cfg=$(bench_config "$name" "$port" "$(printf 'max_attempts = 1000\n%s' "$extra")")
     redis-cli -p "$REDIS_PORT" flushall >/dev/null
     [ -e "$WORK/seeded" ] || { "$BIN" --config "$cfg" seed --rows 100000 --seed 5 >/dev/null 2>&1; touch "$WORK/seeded"; }
     "$BIN" --config "$cfg" enqueue --count "$tasks" --hit-ratio 1 --seed 5 --id-prefix "$name-" >/dev/null 2>&1

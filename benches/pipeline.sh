@@ -41,29 +41,10 @@ start_clickhouse
 
 start_nginx_sink
 
-config() { # config NAME [extra toml]
-    cat >"$WORK/$1.toml" <<TOML
-[redis]
-url = "redis://127.0.0.1:$REDIS_PORT/0"
-[clickhouse]
-url = "http://127.0.0.1:$CH_PORT"
-[publisher]
-url = "http://127.0.0.1:${SINK:-$SINK_PORT}/api/api_post.php"
-api_dev_key = "bench"
-${2:-}
-[output]
-path = "$WORK/$1.jsonl"
-[http]
-listen = "127.0.0.1:$(free_port)"
-[log]
-format = "json"
-TOML
-    echo "$WORK/$1.toml"
-}
-CFG=$(config main)
+CFG=$(bench_config main "$SINK_PORT")
 if [ -n "${COMPARE_TOML:-}" ]; then
     COMPARE=${COMPARE:-$BIN}
-    COMPARE_CFG=$(config compare "$COMPARE_TOML")
+    COMPARE_CFG=$(bench_config compare "$SINK_PORT" "$COMPARE_TOML")
 fi
 results=()
 say() { echo "$*" >&2; results+=("$*"); }
@@ -187,7 +168,7 @@ done
 # 5. Latency at 1000 tasks/s offered.
 curl -s "http://127.0.0.1:$CH_PORT/" --data-binary \
     "SELECT IPv4NumToString(toUInt32(ipv4)), MACNumToString(mac) FROM devices.users LIMIT 20000 FORMAT TSV" >"$WORK/devices.tsv"
-LCFG=$(config latency)
+LCFG=$(bench_config latency "$SINK_PORT")
 "$BIN" --config "$LCFG" run >"$WORK/latency-daemon.log" 2>&1 &
 LD=$!
 pids+=("$LD")
@@ -209,7 +190,7 @@ print(json.dumps({"stage": "latency@1000/s", "items": len(lat), "p50_ms": pick(0
 PY
 
 # 6. Rate limit: 50/s, burst 1, for 30 s, counted at the sink.
-RCFG=$(SINK=$SINK_LOG_PORT config rate $'[publisher.rate_limit]\nrequests = 50\nper = "1s"\n[daemon]\nshutdown_timeout = "1s"')
+RCFG=$(bench_config rate "$SINK_LOG_PORT" $'[publisher.rate_limit]\nrequests = 50\nper = "1s"\n[daemon]\nshutdown_timeout = "1s"')
 "$BIN" --config "$RCFG" run >"$WORK/rate-daemon.log" 2>&1 &
 RD=$!
 pids+=("$RD")

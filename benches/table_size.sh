@@ -40,20 +40,7 @@ rss_empty=$(awk '/VmRSS/ {print $2}' "/proc/$CH_PID/status")
 start_nginx_sink
 ch() { curl -sf "http://127.0.0.1:$CH_PORT/" --data-binary "$1"; }
 
-cfg=$WORK/bench.toml
-cat >"$cfg" <<TOML
-[redis]
-url = "redis://127.0.0.1:$REDIS_PORT/0"
-[clickhouse]
-url = "http://127.0.0.1:$CH_PORT"
-[publisher]
-url = "http://127.0.0.1:$SINK_PORT/api/api_post.php"
-api_dev_key = "bench"
-[output]
-path = "$WORK/out.jsonl"
-[http]
-listen = "127.0.0.1:$(free_port)"
-TOML
+cfg=$(bench_config bench "$SINK_PORT")
 
 merges_done() { [ "$(ch "SELECT count() FROM system.merges")" = 0 ]; }
 
@@ -62,7 +49,7 @@ drain() {
     local bin=$1 label=$2 rows=$3 state=$4 since ticks0 t0 t1 ticks1 daemon lookup=table
     [ "$state" != join ] || lookup="join"
     redis-cli -p "$REDIS_PORT" flushall >/dev/null
-    rm -f "$WORK/out.jsonl"
+    rm -f "$WORK/bench.jsonl"
     "$bin" --config "$cfg" enqueue --count "$TASKS" --hit-ratio 1 --seed "$((run * 7 + rows % 97))" \
         --id-prefix "$label-$rows-$state-$run-" >/dev/null 2>&1
     since=$(ch "SELECT now()")
@@ -71,7 +58,7 @@ drain() {
     DEVICE_LOOKUP__CLICKHOUSE__LOOKUP=$lookup "$bin" --config "$cfg" run >"$WORK/daemon.log" 2>&1 &
     daemon=$!
     pids+=("$daemon")
-    wait_for "$TASKS lines" 900 lines_at_least "$WORK/out.jsonl" "$TASKS"
+    wait_for "$TASKS lines" 900 lines_at_least "$WORK/bench.jsonl" "$TASKS"
     t1=$(date +%s.%N)
     ticks1=$(awk '{print $14 + $15}' "/proc/$CH_PID/stat")
     kill -TERM "$daemon" && wait "$daemon" || true

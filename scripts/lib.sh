@@ -100,6 +100,29 @@ NGINX
     wait_for "nginx" 10 curl -sf -X POST "http://127.0.0.1:$SINK_PORT/api/api_post.php"
 }
 
+# bench_config NAME SINK_PORT [LINES]: a config for the servers started here,
+# publishing to the sink on SINK_PORT (LINES added to [publisher]), results
+# in $WORK/NAME.jsonl, logs as JSON; writes $WORK/NAME.toml, prints its path.
+bench_config() {
+    cat >"$WORK/$1.toml" <<TOML
+[redis]
+url = "redis://127.0.0.1:$REDIS_PORT/0"
+[clickhouse]
+url = "http://127.0.0.1:$CH_PORT"
+[publisher]
+url = "http://127.0.0.1:$2/api/api_post.php"
+api_dev_key = "bench"
+${3:-}
+[output]
+path = "$WORK/$1.jsonl"
+[http]
+listen = "127.0.0.1:$(free_port)"
+[log]
+format = "json"
+TOML
+    echo "$WORK/$1.toml"
+}
+
 # queue_drained QUEUE: true when the list and every consumer's processing hash
 # are empty (consumers from the set, not a SCAN over every done record).
 queue_drained() {
