@@ -36,21 +36,22 @@ if [ ! -x "$TOOLS/rustypaste-$RUSTYPASTE_VERSION/bin/rustypaste" ]; then
     cargo install --locked --quiet --root "$TOOLS/rustypaste-$RUSTYPASTE_VERSION" "rustypaste@$RUSTYPASTE_VERSION"
 fi
 ln -sfn "rustypaste-$RUSTYPASTE_VERSION" "$TOOLS/rustypaste"
-if ! "$TOOLS/pinnwand-$PINNWAND_VERSION/bin/python" -c 'import pinnwand' 2>/dev/null; then
-    echo "installing pinnwand $PINNWAND_VERSION (pip)" >&2
-    rm -rf "$TOOLS/pinnwand-$PINNWAND_VERSION"
-    python3 -m venv "$TOOLS/pinnwand-$PINNWAND_VERSION"
-    "$TOOLS/pinnwand-$PINNWAND_VERSION/bin/pip" install --quiet --disable-pip-version-check "pinnwand==$PINNWAND_VERSION"
-fi
-ln -sfn "pinnwand-$PINNWAND_VERSION" "$TOOLS/pinnwand"
+
+# pip_tool NAME VERSION PACKAGE MODULE: PACKAGE==VERSION in a virtual
+# environment $TOOLS/NAME-VERSION, linked as $TOOLS/NAME, unless MODULE
+# already imports there.
+pip_tool() {
+    local dir=$TOOLS/$1-$2
+    if ! "$dir/bin/python" -c "import $4" 2>/dev/null; then
+        echo "installing $3 $2 (pip)" >&2
+        rm -rf "$dir"
+        python3 -m venv "$dir"
+        "$dir/bin/pip" install --quiet --disable-pip-version-check "$3==$2"
+    fi
+    ln -sfn "$1-$2" "$TOOLS/$1"
+}
+pip_tool pinnwand "$PINNWAND_VERSION" pinnwand pinnwand
 
 # A current ClickHouse for tests/current_clickhouse.rs: the in-process engine
-# of chdb-core (no current server installs here), in a virtual environment.
-CHDB_VERSION=26.9.0
-if ! "$TOOLS/chdb-$CHDB_VERSION/bin/python" -c 'import chdb' 2>/dev/null; then
-    echo "installing chdb-core $CHDB_VERSION (pip)" >&2
-    rm -rf "$TOOLS/chdb-$CHDB_VERSION"
-    python3 -m venv "$TOOLS/chdb-$CHDB_VERSION"
-    "$TOOLS/chdb-$CHDB_VERSION/bin/pip" install --quiet --disable-pip-version-check "chdb-core==$CHDB_VERSION"
-fi
-ln -sfn "chdb-$CHDB_VERSION" "$TOOLS/chdb"
+# of chdb-core (no current server installs here).
+pip_tool chdb 26.9.0 chdb-core chdb
