@@ -72,12 +72,7 @@ fn end_to_end_list_mode() {
     );
     assert!(status.success(), "enqueue failed: {err}");
     let mut conn = s.redis.conn();
-    let rebound = format!(
-        r#"{{"id":"rebound","ipv4":"{}","mac":"{}"}}"#,
-        std::net::Ipv4Addr::from(d.ipv4),
-        Mac::from_u64(d.mac).unwrap()
-    );
-    let _: () = conn.lpush(QUEUE, &rebound).unwrap();
+    let _: () = conn.lpush(QUEUE, task_payload(SEED, "rebound", 5)).unwrap();
     let crossed = format!(
         r#"{{"id":"crossed","ipv4":"{}","mac":"{}"}}"#,
         std::net::Ipv4Addr::from(d.ipv4),
@@ -215,12 +210,7 @@ fn dead_consumers_tasks_are_taken_again() {
     let mut ids = HashSet::new();
     let mut payloads = Vec::new();
     for i in 0..40 {
-        let d = device(2, i);
-        payloads.push(format!(
-            r#"{{"id":"g{i}","ipv4":"{}","mac":"{}"}}"#,
-            std::net::Ipv4Addr::from(d.ipv4),
-            Mac::from_u64(d.mac).unwrap()
-        ));
+        payloads.push(task_payload(2, &format!("g{i}"), i));
         // Tasks 0 and 9 of the first fetch were settled before it died.
         if i != 0 && i != 9 {
             ids.insert(format!("g{i}"));
@@ -326,13 +316,8 @@ fn the_in_memory_copy_stays_current() {
     let (status, _, err) = run_cli(&s.config, &["enqueue", "--count", "20", "--hit-ratio", "1", "--seed", "8"]);
     assert!(status.success(), "{err}");
     let mut conn = s.redis.conn();
-    let rebound = format!(
-        r#"{{"id":"rebound","ipv4":"{}","mac":"{}"}}"#,
-        std::net::Ipv4Addr::from(d.ipv4),
-        Mac::from_u64(d.mac).unwrap()
-    );
     for task in [
-        rebound.as_str(),
+        task_payload(8, "rebound", 7).as_str(),
         r#"{"id":"newcomer","ipv4":"10.0.0.1","mac":"00:00:00:00:00:2a"}"#,
         r#"{"id":"stranger","ipv4":"10.0.0.2","mac":"00:00:00:00:00:2a"}"#,
     ] {
@@ -349,13 +334,7 @@ fn the_in_memory_copy_stays_current() {
     let m = scrape(&s.config);
     let not_found = m["device_lookup_tasks_total{outcome=not_found}"];
     s.ch.query("DROP TABLE devices.users_join_feed");
-    let late = device(8, 9);
-    let task = format!(
-        r#"{{"id":"during-rebuild","ipv4":"{}","mac":"{}"}}"#,
-        std::net::Ipv4Addr::from(late.ipv4),
-        Mac::from_u64(late.mac).unwrap()
-    );
-    let _: () = conn.lpush(QUEUE, &task).unwrap();
+    let _: () = conn.lpush(QUEUE, task_payload(8, "during-rebuild", 9)).unwrap();
     wait_until("the daemon to see ClickHouse failing", Duration::from_secs(30), || {
         scrape(&s.config)["device_lookup_dependency_failing{dependency=clickhouse}"] == 1.0
     });
