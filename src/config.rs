@@ -375,7 +375,7 @@ pub enum LookupSource {
     Table,
     /// `<table>_join`, a copy of the table in the server's memory that a
     /// materialized view keeps current: the same cost per device at any size,
-    /// for about 170 bytes of server memory per row (docs/operations.md).
+    /// for 133-209 bytes of server memory per row, as measured (docs/operations.md).
     Join,
 }
 
